@@ -1,0 +1,126 @@
+"""Checked, cached, one-process-at-a-time downloads of weights and datasets.
+
+Every URL goes through :func:`resolve_url`, so ``MINDRESNET_MIRROR`` redirects all of them,
+and every file lands through :func:`fetch`: downloaded with the PyPI package ``download``
+into a temporary name beside its destination, checked, then renamed. A partial or empty
+file never takes the destination's name.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+MIRROR_ENV = "MINDRESNET_MIRROR"
+HOME_ENV = "MINDRESNET_HOME"
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded or failed its checks."""
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$MINDRESNET_HOME`` or ``~/.cache/mindresnet``."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "mindresnet").expanduser()
+
+
+def resolve_url(url: str) -> str:
+    """``url`` with everything before its file name replaced by ``$MINDRESNET_MIRROR`` when set."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return url
+    return mirror.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` so that only one process fills ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def offline_hint(url: str, dest: Path) -> str:
+    """The sentence every failed download ends with: where to put the file by hand."""
+    return (
+        f"Download the file from {url} yourself and place it at {dest}, "
+        f"or set {MIRROR_ENV}=<base url> to a server that serves the same file name."
+    )
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    sha256: Optional[str] = None,
+    verify: Optional[Callable[[Path], None]] = None,
+    progressbar: bool = True,
+) -> Path:
+    """Return ``dest``, downloading ``url`` there first unless a valid copy is already present.
+
+    Args:
+        url: original URL; ``$MINDRESNET_MIRROR`` is applied here.
+        dest: final path of the file.
+        sha256: expected hex digest, checked when given.
+        verify: extra check that raises on a bad file (e.g. "loads as a checkpoint").
+        progressbar: show a progress bar while downloading.
+
+    Raises:
+        DownloadError: naming the URL, the destination and how to work offline.
+    """
+    dest = Path(dest)
+    real_url = resolve_url(url)
+    with file_lock(dest):
+        if dest.exists():
+            _check(dest, real_url, sha256, verify)
+            return dest
+        workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
+        try:
+            partial = workdir / dest.name
+            try:
+                from download import download  # imported late: it pulls in tqdm and six
+
+                download(real_url, str(partial), kind="file", progressbar=progressbar,
+                         replace=True, verbose=False)
+            except Exception as exc:  # network errors come in many types
+                raise DownloadError(
+                    f"Could not download {real_url}: {exc}. {offline_hint(real_url, dest)}"
+                ) from exc
+            _check(partial, real_url, sha256, verify)
+            os.replace(partial, dest)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return dest
+
+
+def _check(path: Path, url: str, sha256: Optional[str], verify: Optional[Callable[[Path], None]]) -> None:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DownloadError(f"{path} is empty (a failed download from {url}). Delete it and retry.")
+    if sha256 and sha256_of(path) != sha256:
+        raise DownloadError(
+            f"{path} does not match the published SHA-256 {sha256} of {url}: the file is "
+            "partial or altered. Delete it and retry."
+        )
+    if verify is not None:
+        try:
+            verify(path)
+        except Exception as exc:
+            raise DownloadError(f"{path} (from {url}) failed its check: {exc}. Delete it and retry.") from exc

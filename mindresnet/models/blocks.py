@@ -1,0 +1,110 @@
+"""Residual blocks and ``make_layer``, named as in MindSpore's ResNet50 tutorial so its checkpoint loads.
+
+ResNet: He et al., "Deep Residual Learning for Image Recognition", 2015.
+ResNeXt: Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", 2017.
+"""
+from __future__ import annotations
+
+from typing import Optional, Type, Union
+
+from mindspore import nn
+from mindspore.common.initializer import Normal
+
+CONV_INIT = Normal(0.02)  # the tutorial's initialisation of every convolution
+
+
+def conv3x3(in_channel: int, out_channel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 convolution, padding 1, no bias."""
+    return nn.Conv2d(in_channel, out_channel, kernel_size=3, stride=stride, pad_mode="pad",
+                     padding=1, group=groups, weight_init=CONV_INIT)
+
+
+def conv1x1(in_channel: int, out_channel: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution, no bias."""
+    return nn.Conv2d(in_channel, out_channel, kernel_size=1, stride=stride, weight_init=CONV_INIT)
+
+
+class ResidualBlockBase(nn.Cell):
+    """Basic block of ResNet-18/34: two 3x3 convolutions, expansion 1."""
+
+    expansion = 1
+
+    def __init__(self, in_channel: int, out_channel: int, stride: int = 1,
+                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64):
+        super().__init__()
+        if groups != 1 or width_per_group != 64:
+            raise ValueError("ResidualBlockBase supports only groups=1 and width_per_group=64; "
+                             "use ResidualBlock for ResNeXt.")
+        self.conv1 = conv3x3(in_channel, out_channel, stride)
+        self.norm1 = nn.BatchNorm2d(out_channel)
+        self.conv2 = conv3x3(out_channel, out_channel)
+        self.norm2 = nn.BatchNorm2d(out_channel)
+        self.relu = nn.ReLU()
+        self.down_sample = down_sample
+
+    def construct(self, x):
+        identity = x
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        if self.down_sample is not None:
+            identity = self.down_sample(x)
+        return self.relu(out + identity)
+
+
+class ResidualBlock(nn.Cell):
+    """Bottleneck of ResNet-50/101/152 and ResNeXt: 1x1 -> 3x3 -> 1x1, expansion 4.
+
+    The stride sits on the 3x3 convolution (ResNet v1.5, as in the tutorial and torchvision);
+    ``groups`` > 1 makes the 3x3 a grouped convolution of ``width_per_group`` channels per group.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_channel: int, out_channel: int, stride: int = 1,
+                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64):
+        super().__init__()
+        width = int(out_channel * (width_per_group / 64.0)) * groups
+        self.conv1 = conv1x1(in_channel, width)
+        self.norm1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.norm2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channel * self.expansion)
+        self.norm3 = nn.BatchNorm2d(out_channel * self.expansion)
+        self.relu = nn.ReLU()
+        self.down_sample = down_sample
+
+    def construct(self, x):
+        identity = x
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.relu(self.norm2(self.conv2(out)))
+        out = self.norm3(self.conv3(out))
+        if self.down_sample is not None:
+            identity = self.down_sample(x)
+        return self.relu(out + identity)
+
+
+Block = Type[Union[ResidualBlockBase, ResidualBlock]]
+
+
+def make_layer(last_out_channel: int, block: Block, channel: int, block_nums: int, stride: int = 1,
+               groups: int = 1, width_per_group: int = 64) -> nn.SequentialCell:
+    """One stage of ``block_nums`` blocks; the first changes resolution/width through ``down_sample``.
+
+    Args:
+        last_out_channel: channels coming in from the previous stage.
+        block: ``ResidualBlockBase`` or ``ResidualBlock``.
+        channel: base width of this stage (output is ``channel * block.expansion``).
+        block_nums: number of blocks.
+        stride: stride of the first block.
+        groups, width_per_group: ResNeXt cardinality and width (bottleneck only).
+    """
+    out_channel = channel * block.expansion
+    down_sample = None
+    if stride != 1 or last_out_channel != out_channel:
+        down_sample = nn.SequentialCell([conv1x1(last_out_channel, out_channel, stride),
+                                         nn.BatchNorm2d(out_channel)])
+    layers = [block(last_out_channel, channel, stride=stride, down_sample=down_sample,
+                    groups=groups, width_per_group=width_per_group)]
+    for _ in range(1, block_nums):
+        layers.append(block(out_channel, channel, groups=groups, width_per_group=width_per_group))
+    return nn.SequentialCell(layers)

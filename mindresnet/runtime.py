@@ -1,0 +1,80 @@
+"""MindSpore execution context: graph mode, device target and CPU threads, applied in one place."""
+from __future__ import annotations
+
+import os
+
+import mindspore as ms
+
+DEVICES = ("Ascend", "GPU", "CPU")
+
+
+class DeviceError(RuntimeError):
+    """The requested device is unknown or its MindSpore backend is not available."""
+
+
+def cpu_count() -> int:
+    """Cores this process may really use (respects affinity masks and cgroup-limited sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def normalize_device(device: str) -> str:
+    """Map ``ascend``/``gpu``/``cpu`` (any case) to MindSpore's spelling, or raise DeviceError."""
+    for name in DEVICES:
+        if str(device).lower() == name.lower():
+            return name
+    raise DeviceError(f"--device {device!r} is not one of {', '.join(DEVICES)}.")
+
+
+def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None = None) -> str:
+    """Set MindSpore's mode and device target; on CPU, use as many kernel threads as there are cores.
+
+    Args:
+        device: ``Ascend``, ``GPU`` or ``CPU``.
+        mode: ``graph`` (default, compiled) or ``pynative``.
+        threads: CPU kernel threads; defaults to :func:`cpu_count`.
+
+    Returns:
+        The device target MindSpore runs on.
+
+    Raises:
+        DeviceError: the device is unknown, or this MindSpore install cannot use it.
+    """
+    target = normalize_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        ms.set_device(target)
+    except Exception as exc:  # MindSpore raises RuntimeError/ValueError depending on the backend
+        raise DeviceError(
+            f"--device {target}: MindSpore {ms.__version__} cannot use this device ({exc}). "
+            f"Install the MindSpore build for {target} and its drivers, or pass --device CPU."
+        ) from exc
+    if target == "CPU":
+        _set_cpu_threads(threads or cpu_count())
+    else:
+        _check_backend(target)
+    return target
+
+
+def _set_cpu_threads(threads: int) -> None:
+    # MindSpore's default of 25 kernel threads oversubscribes small machines (REFERENCE.md §6).
+    # The setting may only be applied once per process.
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(threads)
+    except RuntimeError:
+        pass
+
+
+def _check_backend(target: str) -> None:
+    # set_device() accepts any known name; whether the plugin really loads shows here.
+    try:
+        available = ms.hal.is_available(target)
+    except Exception:  # older/other builds without the query
+        return
+    if not available:
+        raise DeviceError(
+            f"--device {target}: MindSpore {ms.__version__} found no usable {target} backend "
+            f"(plugin, driver or runtime libraries missing). Install them, or pass --device CPU."
+        )

@@ -1,0 +1,63 @@
+"""Shared fixtures: MindSpore context, tiny generated CIFAR-10 files, the real subset."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindresnet.runtime import setup_context
+
+REPO = Path(__file__).resolve().parents[1]
+SUBSET = Path(os.environ.get("MINDRESNET_SUBSET", REPO.parent / "shared" / "data" / "cifar10-subset"))
+REQUIRE_SUBSET_ENV = "MINDRESNET_REQUIRE_SUBSET"
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mindspore_context():
+    """Graph mode on CPU with as many threads as cores, once per test session."""
+    setup_context("CPU", "graph")
+
+
+def write_cifar_bin(folder: Path, records_per_file: int = 20, seed: int = 0, test_records: int | None = None,
+                    files=("data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                           "data_batch_5.bin")) -> Path:
+    """Write a CIFAR-10 binary folder (``cifar-10-batches-bin`` layout) of random images.
+
+    Each record: 1 label byte then 3072 pixel bytes (R, G, B planes of 32x32). Labels cycle 0-9
+    so every class is present. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def records(count: int) -> bytes:
+        labels = (np.arange(count) % 10).astype(np.uint8)[:, None]
+        pixels = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
+        return np.concatenate([labels, pixels], axis=1).tobytes()
+
+    for name in files:
+        (folder / name).write_bytes(records(records_per_file))
+    (folder / "test_batch.bin").write_bytes(records(test_records or records_per_file))
+    (folder / "batches.meta.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path) -> Path:
+    """A generated CIFAR-10 binary folder: 5 x 20 training and 20 test records."""
+    return write_cifar_bin(tmp_path / "cifar-10-batches-bin")
+
+
+@pytest.fixture(scope="session")
+def real_subset() -> Path:
+    """``../shared/data/cifar10-subset/cifar-10-batches-bin``; skips when absent, unless CI requires it."""
+    folder = SUBSET / "cifar-10-batches-bin"
+    if not (folder / "data_batch_1.bin").is_file():
+        message = f"real CIFAR-10 subset not found at {folder} (set MINDRESNET_SUBSET to its parent)"
+        if os.environ.get(REQUIRE_SUBSET_ENV):
+            pytest.fail(f"{message}, and {REQUIRE_SUBSET_ENV} is set")
+        pytest.skip(message)
+    return folder
