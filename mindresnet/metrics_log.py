@@ -1,0 +1,59 @@
+"""Per-epoch metrics of a training run: ``metrics.csv`` and ``training_curves.png``, written atomically."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Dict, List
+
+COLUMNS = ["epoch", "loss", "accuracy", "top5", "eval_loss", "lr", "seconds", "images_per_s"]
+
+
+def read_metrics(path: Path) -> List[Dict[str, float]]:
+    """Rows of a metrics.csv (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def write_metrics(rows: List[Dict[str, float]], path: Path) -> None:
+    """Write all rows to ``path`` (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    os.replace(tmp, path)
+
+
+def plot_training_curves(rows: List[Dict[str, float]], path: Path) -> None:
+    """Save loss and accuracy per epoch as a two-panel PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label="train loss")
+    ax_loss.plot(epochs, [r.get("eval_loss", float("nan")) for r in rows], marker="o", label="test loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [r.get("accuracy", float("nan")) for r in rows], marker="o", color="tab:green")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("test top-1 accuracy")
+    ax_acc.set_ylim(0, 1)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

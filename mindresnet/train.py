@@ -1,0 +1,223 @@
+"""Graph-mode training with best/last checkpoints, resume, metrics and curves.
+
+``python -m mindresnet.train [flags]`` (``scripts/run_train.sh`` wraps it) is a thin CLI over
+:func:`fit`. Defaults reproduce the MindSpore ResNet50 tutorial's transfer learning.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import mindspore as ms
+import numpy as np
+from tqdm import tqdm
+
+from mindresnet import __version__, engine
+from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from mindresnet.config import ConfigError, TrainConfig, parse_args, save_config
+from mindresnet.distributed import DistInfo, init_distributed
+from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
+from mindresnet.models import create_model
+from mindresnet.runtime import DeviceError, setup_context
+
+logger = logging.getLogger("mindresnet.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`."""
+
+    best_accuracy: float
+    best_path: Optional[Path]
+    last_path: Path
+    epochs_run: int
+    global_step: int
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+def build_datasets(config: TrainConfig, dist: DistInfo):
+    """(train dataset sharded for this rank, test dataset, class names, mean, std)."""
+    from mindresnet import data
+
+    common = dict(image_size=config.image_size, batch_size=config.batch_size, workers=config.workers)
+    if config.dataset == "cifar10":
+        train_ds, names = data.create_dataset_cifar10(
+            config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
+            download=config.download, **common)
+        test_ds, _ = data.create_dataset_cifar10(config.data_dir, "test", download=False, **common)
+        return train_ds, test_ds, names, data.CIFAR10_MEAN, data.CIFAR10_STD
+    indices = Path(config.ckpt_dir) / "class_indices.json"
+    train_ds, names = data.create_dataset_folder(
+        config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
+        class_indices_path=indices if dist.is_main else None, **common)
+    test_ds, _ = data.create_dataset_folder(config.data_dir, "val", **common)
+    return train_ds, test_ds, names, data.IMAGENET_MEAN, data.IMAGENET_STD
+
+
+def checkpoint_paths(config: TrainConfig) -> Tuple[Path, Path]:
+    """(best, last) checkpoint paths of this run."""
+    folder = Path(config.ckpt_dir)
+    return folder / f"{config.arch}-best.ckpt", folder / f"{config.arch}-last.ckpt"
+
+
+def fit(config: TrainConfig) -> FitResult:
+    """Train ``config.arch`` on ``config.dataset``; keep the best and the last checkpoint.
+
+    Returns:
+        A FitResult with the best accuracy, checkpoint paths and per-epoch history.
+
+    Raises:
+        ConfigError, DeviceError, CheckpointError, DataError: bad input, named in the message.
+        TrainingDiverged: the loss became NaN/inf (the best checkpoint is left untouched).
+        KeyboardInterrupt: after saving ``<arch>-last.ckpt`` for ``--resume``.
+    """
+    config.validate()
+    target = setup_context(config.device)
+    dist = init_distributed()
+    ms.set_seed(config.seed)
+    np.random.seed(config.seed)
+    ckpt_dir = Path(config.ckpt_dir)
+    best_path, last_path = checkpoint_paths(config)
+    if not config.resume and last_path.exists() and dist.is_main:
+        raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume true to continue it, "
+                          "or --ckpt-dir <new folder> to start a new run without touching it.")
+    train_ds, test_ds, class_names, mean, std = build_datasets(config, dist)
+    num_classes = config.num_classes or len(class_names)
+    if num_classes != len(class_names):
+        raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
+                          f"{config.data_dir}. Omit --num-classes to use the dataset's.")
+    net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(),
+                       stem=config.stem, freeze_backbone=config.freeze_backbone)
+    if net.load_report is not None and dist.is_main:
+        logger.info("pretrained: %s", net.load_report)
+    steps_per_epoch = train_ds.get_dataset_size()
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set of this rank; "
+                          "lower --batch-size.")
+    rates = engine.lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs, steps_per_epoch,
+                               config.warmup_epochs)
+    loss_scale = config.loss_scale if config.amp != "O0" else 1.0
+    optimizer = engine.build_optimizer(net.trainable_params(), config.optimizer, rates, config.momentum,
+                                       config.weight_decay, loss_scale)
+    train_step = engine.build_train_step(net, engine.build_loss(config.label_smoothing), optimizer,
+                                         config.amp, loss_scale)
+    metadata = {"arch": config.arch, "num_classes": num_classes, "stem": config.stem,
+                "image_size": config.image_size, "mean": list(mean), "std": list(std),
+                "class_names": list(class_names), "dataset": config.dataset, "mindresnet": __version__}
+    start_epoch, best_acc, history = 0, -1.0, []
+    if config.resume:
+        start_epoch, best_acc = restore(train_step, optimizer, last_path, metadata, steps_per_epoch)
+        history = [row for row in read_metrics(ckpt_dir / "metrics.csv") if row["epoch"] <= start_epoch]
+    if dist.is_main:
+        save_config(config, ckpt_dir / "config.yaml")
+    global_images = config.batch_size * dist.shards
+    logger.info("training %s on %s (%s): %d epochs x %d steps, global batch %d, rank %d of %d",
+                config.arch, target, config.dataset, config.epochs, steps_per_epoch, global_images,
+                dist.rank, dist.shards)
+
+    def save_last(epochs_done: int) -> None:
+        if dist.is_main:
+            save_checkpoint(train_step.get_parameters(), last_path,
+                            {**metadata, "epoch": epochs_done, "best_accuracy": best_acc})
+
+    epoch = start_epoch
+    for epoch in range(start_epoch, config.epochs):
+        try:
+            mean_loss, seconds = run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist)
+        except KeyboardInterrupt:
+            save_last(epoch)
+            logger.warning("interrupted: saved %s (resume with --resume true)", last_path)
+            raise
+        row = {"epoch": epoch + 1, "loss": mean_loss, "lr": rates[(epoch + 1) * steps_per_epoch - 1],
+               "seconds": seconds, "images_per_s": steps_per_epoch * global_images / seconds}
+        if dist.is_main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            scores = engine.evaluate(net, test_ds)
+            train_step.set_train(True)
+            row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
+            if scores["accuracy"] > best_acc:
+                best_acc = scores["accuracy"]
+                save_checkpoint(net, best_path, {**metadata, "epoch": epoch + 1, "accuracy": best_acc})
+        history.append(row)
+        save_last(epoch + 1)
+        if dist.is_main:
+            write_metrics(history, ckpt_dir / "metrics.csv")
+            plot_training_curves(history, ckpt_dir / "training_curves.png")
+            logger.info("epoch %d/%d loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, config.epochs,
+                        mean_loss, f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
+                        seconds, row["images_per_s"])
+    return FitResult(best_accuracy=best_acc, best_path=best_path if best_path.exists() else None,
+                     last_path=last_path, epochs_run=config.epochs - start_epoch,
+                     global_step=int(optimizer.global_step.asnumpy().reshape(-1)[0]), history=history)
+
+
+def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo
+              ) -> Tuple[float, float]:
+    """Train one epoch; return (mean loss, seconds). Raises TrainingDiverged on NaN/inf loss."""
+    train_step.set_train(True)
+    losses = []
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", leave=False,
+               disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True)
+    images_per_step = config.batch_size * dist.shards
+    with bar:
+        for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
+            if step >= steps:
+                break
+            loss = float(train_step(images, labels).asnumpy())
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged. "
+                    f"Lower --lr (now {config.lr}) or use --amp O0; the best checkpoint so far is untouched.")
+            losses.append(loss)
+            bar.update(1)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{(step + 1) * images_per_step / elapsed:.1f}")
+    return float(np.mean(losses)), time.perf_counter() - start
+
+
+def restore(train_step, optimizer, last_path: Path, metadata: Dict, steps_per_epoch: int) -> Tuple[int, float]:
+    """Load ``last_path`` into the train step; return (epochs done, best accuracy so far)."""
+    if not last_path.exists():
+        raise CheckpointError(f"--resume: {last_path} does not exist. Train without --resume first, "
+                              "or point --ckpt-dir at the folder of the run to continue.")
+    params, meta = read_checkpoint(last_path)
+    for key in ("arch", "num_classes", "stem", "image_size"):
+        if meta.get(key) != metadata[key]:
+            raise CheckpointError(f"--resume: {last_path} was trained with {key}={meta.get(key)!r}, "
+                                  f"this run has {key}={metadata[key]!r}. Use the same flags or another --ckpt-dir.")
+    ms.load_param_into_net(train_step, params, strict_load=False)
+    epochs_done = int(meta.get("epoch", 0))
+    # The schedule position follows whole epochs, so an interrupted epoch restarts from its beginning.
+    optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch], np.int32)))
+    logger.info("resumed from %s after epoch %d", last_path, epochs_done)
+    return epochs_done, float(meta.get("best_accuracy", -1.0))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = parse_args(argv)
+        result = fit(config)
+    except (ConfigError, DeviceError, CheckpointError, TrainingDiverged, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(f"best accuracy {result.best_accuracy:.4f}: {result.best_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
