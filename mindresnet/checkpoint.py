@@ -81,3 +81,19 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def assign_parameters(cell: ms.nn.Cell, params: Dict[str, ms.Parameter]) -> list:
+    """Copy ``params`` into ``cell`` by exact name; return the names of ``cell`` not in ``params``.
+
+    Unlike ``mindspore.load_param_into_net``, no prefix is ever stripped to find a match, so a
+    value can only land in the parameter of the same name.
+    """
+    missing = []
+    for param in cell.get_parameters():
+        if param.name in params:
+            value = params[param.name]
+            param.set_data(ms.Tensor(value.asnumpy(), dtype=param.dtype))
+        else:
+            missing.append(param.name)
+    return missing

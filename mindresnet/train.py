@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mindresnet import __version__, engine
-from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from mindresnet.checkpoint import CheckpointError, assign_parameters, read_checkpoint, save_checkpoint
 from mindresnet.config import ConfigError, TrainConfig, parse_args, save_config
 from mindresnet.distributed import DistInfo, init_distributed
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
@@ -196,7 +196,10 @@ def restore(train_step, optimizer, last_path: Path, metadata: Dict, steps_per_ep
         if meta.get(key) != metadata[key]:
             raise CheckpointError(f"--resume: {last_path} was trained with {key}={meta.get(key)!r}, "
                                   f"this run has {key}={metadata[key]!r}. Use the same flags or another --ckpt-dir.")
-    ms.load_param_into_net(train_step, params, strict_load=False)
+    missing = assign_parameters(train_step, params)
+    if missing:
+        raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
+                              f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")
     epochs_done = int(meta.get("epoch", 0))
     # The schedule position follows whole epochs, so an interrupted epoch restarts from its beginning.
     optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch], np.int32)))

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Union
 
-import numpy as np
-from mindspore import Parameter, load_param_into_net
+from mindspore import Parameter
 
 from mindresnet import hub
-from mindresnet.checkpoint import CheckpointError, read_checkpoint
+from mindresnet.checkpoint import CheckpointError, assign_parameters, read_checkpoint
 from mindresnet.models.registry import get_variant
 from mindresnet.models.resnet import ResNet
 
@@ -94,7 +93,7 @@ def load_weights(net: ResNet, path: Union[str, Path]) -> LoadReport:
             continue
         value = source.pop(name)
         if tuple(value.shape) == tuple(param.shape):
-            to_load[name] = Parameter(value.asnumpy().astype(np.float32), name=name)
+            to_load[name] = value
             report.loaded.append(name)
         elif name.startswith(HEAD_PREFIX):
             report.skipped_head.append(name)
@@ -115,7 +114,7 @@ def load_weights(net: ResNet, path: Union[str, Path]) -> LoadReport:
                               "of this architecture.")
     report.skipped_head += [n for n in report.missing if n.startswith(HEAD_PREFIX)]
     report.missing = []
-    load_param_into_net(net, to_load, strict_load=False)
+    assign_parameters(net, to_load)
     logger.info("%s", report)
     return report
 

@@ -1,0 +1,117 @@
+"""Model zoo: every variant builds, has the reference parameter count and the tutorial's names."""
+import mindspore as ms
+import numpy as np
+import pytest
+
+import mindresnet
+from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet, make_layer
+from mindresnet.models.registry import VARIANTS, freeze
+
+# Trainable parameters with a 1000-class head, as published for torchvision's architectures.
+REFERENCE_PARAMS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+}
+
+
+def count(net) -> int:
+    return sum(int(np.prod(p.shape)) for p in net.trainable_params())
+
+
+@pytest.fixture
+def pynative():
+    """Shape checks of the deep variants run eagerly: compiling each would take minutes."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def test_registry_lists_every_variant_once():
+    assert mindresnet.list_models() == sorted(REFERENCE_PARAMS)
+    assert len(set(mindresnet.list_models())) == len(VARIANTS)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
+def test_parameter_count_matches_reference(name):
+    assert count(mindresnet.create_model(name)) == REFERENCE_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
+@pytest.mark.parametrize("size", [32, 64])
+def test_output_shape(name, size, pynative):
+    net = getattr(mindresnet, name)(num_classes=10)
+    net.set_train(False)
+    out = net(ms.Tensor(np.random.rand(2, 3, size, size).astype(np.float32)))
+    assert out.shape == (2, 10)
+    assert np.isfinite(out.asnumpy()).all()
+
+
+def test_cifar_stem_keeps_resolution_and_fits_graph_mode():
+    net = mindresnet.resnet18(num_classes=10, stem="cifar")
+    assert net.max_pool is None and net.conv1.weight.shape == (64, 3, 3, 3)
+    assert count(net) == REFERENCE_PARAMS["resnet18"] - 1000 * 513 + 10 * 513 - 64 * 3 * (49 - 9)
+    features = net.forward_features(ms.Tensor(np.zeros((1, 3, 32, 32), np.float32)))
+    assert features.shape == (1, 512, 4, 4)  # the ImageNet stem would give 1x1
+
+
+def test_imagenet_stem_handles_224():
+    net = mindresnet.resnet18(num_classes=3)
+    net.set_train(False)
+    assert net(ms.Tensor(np.zeros((1, 3, 224, 224), np.float32))).shape == (1, 3)
+
+
+def test_resnet50_has_the_tutorial_checkpoint_names():
+    names = {p.name for p in mindresnet.resnet50().get_parameters()}
+    bn = ("gamma", "beta", "moving_mean", "moving_variance")
+    expected = {"conv1.weight", "fc.weight", "fc.bias"} | {f"norm.{k}" for k in bn}
+    for stage, blocks in enumerate((3, 4, 6, 3), start=1):
+        expected |= {f"layer{stage}.0.down_sample.0.weight"} | {f"layer{stage}.0.down_sample.1.{k}" for k in bn}
+        for i in range(blocks):
+            expected |= {f"layer{stage}.{i}.conv{c}.weight" for c in (1, 2, 3)}
+            expected |= {f"layer{stage}.{i}.norm{c}.{k}" for c in (1, 2, 3) for k in bn}
+    assert names == expected
+
+
+def test_basic_block_has_two_norms_and_right_channels():
+    """The tutorial's base block shared one BatchNorm and mis-sized conv2; ours must not."""
+    block = ResidualBlockBase(64, 128, stride=2, down_sample=make_layer(64, ResidualBlockBase, 128, 1, 2)[0].down_sample)
+    assert block.norm1 is not block.norm2
+    assert block.conv2.weight.shape == (128, 128, 3, 3)
+
+
+def test_resnext_bottleneck_is_grouped():
+    block = ResidualBlock(256, 128, groups=32, width_per_group=4)
+    assert block.conv2.group == 32
+    assert block.conv2.weight.shape == (256, 8, 3, 3)
+
+
+def test_make_layer_adds_down_sample_only_when_needed():
+    assert make_layer(64, ResidualBlockBase, 64, 2)[0].down_sample is None
+    assert make_layer(64, ResidualBlock, 64, 3)[0].down_sample is not None  # 64 -> 256 channels
+    assert len(make_layer(256, ResidualBlock, 128, 4, stride=2)) == 4
+
+
+def test_bad_names_and_options_raise_clear_errors():
+    with pytest.raises(ValueError, match="Unknown model 'resnet51'.*resnet50"):
+        mindresnet.create_model("resnet51")
+    with pytest.raises(ValueError, match="stem='tiny'"):
+        mindresnet.resnet18(stem="tiny")
+    with pytest.raises(ValueError, match="groups=1"):
+        ResNet(ResidualBlockBase, (2, 2, 2, 2), groups=32)
+
+
+def test_freeze_backbone_leaves_only_the_head_trainable():
+    net = mindresnet.resnet18(num_classes=10, freeze_backbone=True)
+    assert sorted(p.name for p in net.trainable_params()) == ["fc.bias", "fc.weight"]
+    freeze(net)
+    assert len(net.trainable_params()) == 2
+
+
+def test_builders_are_named_and_documented():
+    assert mindresnet.resnet50.__name__ == "resnet50"
+    assert "ResNet-50" in mindresnet.resnet50.__doc__
