@@ -1,14 +1,10 @@
 """CIFAR-10 pipeline: real subset, both readers, sharding, download, bad input."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import logging
-import socket
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -131,33 +127,8 @@ def make_archive(path: Path, source: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def mirror(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving tmp_path/served; yields (base url, served folder, GET counter)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served, requests
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_download_from_mirror_once_then_cached(tmp_path, monkeypatch, mirror):
-    base, served, requests = mirror
+def test_download_from_mirror_once_then_cached(tmp_path, monkeypatch, file_server):
+    served, base, requests = file_server
     make_archive(served / "cifar-10-binary.tar.gz", write_cifar_bin(tmp_path / "src" / "cifar-10-batches-bin"))
     monkeypatch.setenv("MINDRESNET_MIRROR", base)
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
@@ -178,16 +149,13 @@ def test_download_from_mirror_once_then_cached(tmp_path, monkeypatch, mirror):
     assert len(requests) == first_download
 
 
-def test_offline_download_names_url_and_folder(tmp_path, monkeypatch):
-    with socket.socket() as sock:  # a port where nothing listens
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("MINDRESNET_MIRROR", f"http://127.0.0.1:{port}/")
+def test_offline_download_names_url_and_folder(tmp_path, monkeypatch, closed_port_url):
+    monkeypatch.setenv("MINDRESNET_MIRROR", closed_port_url)
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     with pytest.raises(hub.DownloadError) as info:
         create_dataset_cifar10(tmp_path / "data", download=True)
     message = str(info.value)
-    assert f"http://127.0.0.1:{port}/cifar-10-binary.tar.gz" in message
+    assert f"{closed_port_url}cifar-10-binary.tar.gz" in message
     assert str(tmp_path / "data" / "cifar-10-batches-bin") in message
     assert not (tmp_path / "data" / "cifar-10-batches-bin").exists()
 
