@@ -20,12 +20,14 @@ from tqdm import tqdm
 from mindresnet import __version__, engine
 from mindresnet.checkpoint import CheckpointError, assign_parameters, read_checkpoint, save_checkpoint
 from mindresnet.config import ConfigError, TrainConfig, parse_args, save_config
-from mindresnet.distributed import DistInfo, init_distributed
+from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
 from mindresnet.runtime import DeviceError, setup_context
 
 logger = logging.getLogger("mindresnet.train")
+
+SCHEDULE_PARAMS = ("learning_rate", "momentum")  # optimizer entries that the config, not the checkpoint, sets
 
 
 class TrainingDiverged(RuntimeError):
@@ -130,6 +132,9 @@ def fit(config: TrainConfig) -> FitResult:
         if dist.is_main:
             save_checkpoint(train_step.get_parameters(), last_path,
                             {**metadata, "epoch": epochs_done, "best_accuracy": best_acc})
+        elif (rank_copy := rank_weights_path(last_path, dist)) is not None:  # test hook, see distributed.py
+            save_checkpoint(train_step.get_parameters(), rank_copy,
+                            {**metadata, "epoch": epochs_done, "rank": dist.rank})
 
     epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -168,7 +173,8 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
     losses = []
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", leave=False,
-               disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True)
+               disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30)  # keep logs of non-interactive runs short
     images_per_step = config.batch_size * dist.shards
     with bar:
         for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
@@ -192,11 +198,13 @@ def restore(train_step, optimizer, last_path: Path, metadata: Dict, steps_per_ep
         raise CheckpointError(f"--resume: {last_path} does not exist. Train without --resume first, "
                               "or point --ckpt-dir at the folder of the run to continue.")
     params, meta = read_checkpoint(last_path)
+    params = {k: v for k, v in params.items() if k not in SCHEDULE_PARAMS}
     for key in ("arch", "num_classes", "stem", "image_size"):
         if meta.get(key) != metadata[key]:
             raise CheckpointError(f"--resume: {last_path} was trained with {key}={meta.get(key)!r}, "
                                   f"this run has {key}={metadata[key]!r}. Use the same flags or another --ckpt-dir.")
-    missing = assign_parameters(train_step, params)
+    # The LR table and momentum come from this run's config, so a longer --epochs extends the schedule.
+    missing = [name for name in assign_parameters(train_step, params) if name not in SCHEDULE_PARAMS]
     if missing:
         raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
                               f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")

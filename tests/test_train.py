@@ -1,0 +1,162 @@
+"""Training: a short run, resume after Ctrl-C, NaN guard, atomic checkpoints, CLI errors, end to end."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from mindresnet import train
+from mindresnet.checkpoint import read_checkpoint, save_checkpoint
+from mindresnet.config import ConfigError, TrainConfig
+from mindresnet.metrics_log import read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data_dir, ckpt_dir, **overrides) -> TrainConfig:
+    values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
+                  epochs=2, batch_size=8, max_steps_per_epoch=2, lr=0.01, optimizer="sgd", workers=1,
+                  ckpt_dir=str(ckpt_dir))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_two_epoch_run_writes_checkpoints_metrics_and_curves(tiny_cifar, tmp_path):
+    result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt"))
+    ckpt = tmp_path / "ckpt"
+    assert result.global_step == 4 and result.epochs_run == 2
+    assert result.best_path == ckpt / "resnet18-best.ckpt"
+    for name in ("resnet18-best.ckpt", "resnet18-last.ckpt", "metrics.csv", "training_curves.png", "config.yaml"):
+        assert (ckpt / name).stat().st_size > 0, name
+    params, meta = read_checkpoint(ckpt / "resnet18-best.ckpt")
+    assert meta["arch"] == "resnet18" and meta["num_classes"] == 10 and meta["stem"] == "cifar"
+    assert meta["class_names"][0] == "airplane" and len(meta["mean"]) == 3 and meta["image_size"] == 32
+    assert meta["accuracy"] == pytest.approx(result.best_accuracy)
+    assert not any(name.startswith("moments.") for name in params)  # best: weights only
+    last_params, last_meta = read_checkpoint(ckpt / "resnet18-last.ckpt")
+    assert last_meta["epoch"] == 2 and "moments.fc.weight" in last_params
+    rows = read_metrics(ckpt / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 and r["images_per_s"] > 0 for r in rows)
+    assert rows[0]["lr"] > rows[1]["lr"]  # cosine decays
+    assert not list(ckpt.glob(".*tmp*")), "no temporary files may remain"
+
+
+def test_ctrl_c_saves_last_and_resume_continues_the_schedule(tiny_cifar, tmp_path, monkeypatch):
+    config = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3, max_steps_per_epoch=3)
+    real_run_epoch = train.run_epoch
+
+    def interrupted(train_step, dataset, steps, epoch, cfg, dist):
+        if epoch == 1:  # one step into the second epoch
+            real_run_epoch(train_step, dataset, 1, epoch, cfg, dist)
+            raise KeyboardInterrupt
+        return real_run_epoch(train_step, dataset, steps, epoch, cfg, dist)
+
+    monkeypatch.setattr(train, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(config)
+    params, meta = read_checkpoint(tmp_path / "ckpt" / "resnet18-last.ckpt")
+    assert meta["epoch"] == 1
+    assert int(params["global_step"].asnumpy().reshape(-1)[0]) == 4  # 3 steps + 1 of the interrupted epoch
+
+    monkeypatch.setattr(train, "run_epoch", real_run_epoch)
+    config.resume = True
+    result = train.fit(config)
+    # The interrupted epoch restarts from its first step and learning rate: 3 epochs x 3 steps.
+    assert result.global_step == 9
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.epochs_run == 2
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_best_checkpoint(tiny_cifar, tmp_path):
+    train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1))
+    best = tmp_path / "ckpt" / "resnet18-best.ckpt"
+    before = best.read_bytes()
+    diverging = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3, resume=True, lr=1e38, min_lr=1e37,
+                            max_steps_per_epoch=6)
+    with pytest.raises(train.TrainingDiverged, match="Lower --lr"):
+        train.fit(diverging)
+    assert best.read_bytes() == before
+
+
+def test_existing_run_is_not_overwritten(tiny_cifar, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "resnet18-last.ckpt").write_bytes(b"precious")
+    with pytest.raises(ConfigError, match="already exists.*--resume"):
+        train.fit(tiny_config(tiny_cifar, ckpt))
+    assert (ckpt / "resnet18-last.ckpt").read_bytes() == b"precious"
+
+
+def test_resume_without_a_previous_run(tiny_cifar, tmp_path):
+    from mindresnet.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="--resume: .*resnet18-last.ckpt does not exist"):
+        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume=True))
+
+
+def test_class_count_must_match_the_dataset(tiny_cifar, tmp_path):
+    with pytest.raises(ConfigError, match="--num-classes 7 does not match the 10 classes"):
+        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", num_classes=7))
+
+
+def test_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    net = ms.nn.Dense(3, 2)
+    path = save_checkpoint(net, tmp_path / "model.ckpt", {"epoch": 1})
+    before = path.read_bytes()
+
+    def crash(save_obj, ckpt_file_name, **kwargs):
+        Path(ckpt_file_name).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ms, "save_checkpoint", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(net, path, {"epoch": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
+
+
+def test_lr_schedules():
+    from mindresnet.engine import lr_schedule
+
+    cosine = lr_schedule("cosine", 1.0, 0.0, epochs=2, steps_per_epoch=5, warmup_epochs=1)
+    assert len(cosine) == 10 and cosine[0] == pytest.approx(1 / 25) and max(cosine) == pytest.approx(1.0)
+    assert cosine[5] == pytest.approx(1.0) and cosine[-1] < 0.1
+    onecycle = lr_schedule("onecycle", 0.05, 0.0, epochs=10, steps_per_epoch=10)
+    assert int(np.argmax(onecycle)) == 30 and onecycle[0] == pytest.approx(0.002)
+    step = lr_schedule("step", 1.0, 0.0, epochs=4, steps_per_epoch=1)
+    assert step == pytest.approx([1.0, 1.0, 0.1, 0.01])
+
+
+def run_cli(*args, timeout=600):
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(REPO / "scripts" / "run_train.sh"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_rejects_unknown_and_unavailable_devices(tmp_path):
+    result = run_cli("--device", "TPU", "--ckpt-dir", str(tmp_path))
+    assert result.returncode == 1 and "--device 'TPU' is not one of Ascend, GPU, CPU" in result.stderr
+    if not ms.hal.is_available("GPU"):
+        result = run_cli("--device", "GPU", "--ckpt-dir", str(tmp_path))
+        assert result.returncode == 1 and "error: --device GPU" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_run_train_sh_end_to_end_on_the_real_subset(real_subset, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    result = run_cli("--device", "CPU", "--arch", "resnet18", "--stem", "cifar", "--pretrained", "false",
+                     "--data-dir", str(real_subset), "--download", "false", "--epochs", "1",
+                     "--batch-size", "32", "--max-steps-per-epoch", "20", "--lr", "0.05",
+                     "--optimizer", "sgd", "--ckpt-dir", str(ckpt))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best accuracy" in result.stdout
+    for name in ("resnet18-best.ckpt", "resnet18-last.ckpt", "metrics.csv", "training_curves.png", "config.yaml"):
+        assert (ckpt / name).is_file(), name
+    assert "numpy reader" in result.stderr  # the subset's short files take our reader
+    accuracy = read_metrics(ckpt / "metrics.csv")[0]["accuracy"]
+    assert accuracy > 0.12, "20 steps on real images must beat chance (0.10)"
