@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -32,17 +34,17 @@ class TrainConfig:
     arch: str = "resnet50"               # any name of mindresnet.list_models()
     stem: str = "imagenet"               # imagenet (7x7/2 + pool) or cifar (3x3/1, no pool)
     pretrained: str = "true"             # true (download official weights), false, or a .ckpt path
-    num_classes: Optional[int] = None    # None: the dataset's class count
+    num_classes: Optional[int] = None    # classes of the head; unset: the dataset's class count
     dataset: str = "cifar10"             # cifar10 (binary files) or folder (root/train/<class>/...)
-    data_dir: str = "datasets-cifar10-bin"
+    data_dir: str = "datasets-cifar10-bin"  # CIFAR-10 binary folder (or its parent), or an image-folder root
     download: bool = True                # fetch CIFAR-10 when data_dir holds none
     image_size: int = 32                 # pixels per side fed to the model
-    epochs: int = 5
+    epochs: int = 5                      # training epochs
     batch_size: int = 256                # per device
     optimizer: str = "momentum"          # momentum (tutorial) or sgd (momentum + nesterov)
     lr: float = 1e-3                     # peak learning rate
     min_lr: float = 1e-5                 # floor of cosine / onecycle decay
-    momentum: float = 0.9
+    momentum: float = 0.9                # optimizer momentum
     lr_schedule: str = "cosine"          # cosine, onecycle, step or constant
     warmup_epochs: float = 0.0           # linear warm-up (onecycle: the rising part)
     weight_decay: float = 0.0
@@ -57,7 +59,7 @@ class TrainConfig:
     workers: Optional[int] = None        # data workers; None: the machine's cores
     max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke tests, benchmarks)
     sink: bool = True                    # dataset sinking on Ascend/GPU (ignored on CPU)
-    config: Optional[str] = None         # the YAML file these values came from
+    config: Optional[str] = None         # a YAML file of these keys; flags override it
 
     def validate(self) -> "TrainConfig":
         """Check values against each other; raise ConfigError naming the flag."""
@@ -144,8 +146,15 @@ def load_yaml(path: str) -> Dict[str, Any]:
     return values
 
 
+def field_help() -> Dict[str, str]:
+    """The trailing comment of each TrainConfig field, used as its --help text."""
+    source = inspect.getsource(TrainConfig)
+    return dict(re.findall(r"^    (\w+): [^=]+=.*?#\s*(.+)$", source, flags=re.MULTILINE))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """An argparse parser with one flag per TrainConfig field (defaults suppressed, see parse_args)."""
+    helps = field_help()
     parser = argparse.ArgumentParser(
         prog="python -m mindresnet.train",
         description="Train a ResNet in graph mode. Values: defaults < --config YAML < flags.")
@@ -153,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         parser.add_argument(flag, dest=field.name, type=_field_type(field), default=argparse.SUPPRESS,
-                            metavar=field.name.upper(), help=f"(default: {default})")
+                            metavar=field.name.upper(),
+                            help=f"{helps.get(field.name, '')} (default: {default})")
     return parser
 
 
