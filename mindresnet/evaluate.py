@@ -1,0 +1,164 @@
+"""Evaluate a trained checkpoint: top-1/top-5 accuracy, loss, per-class accuracy, confusion matrix.
+
+``python -m mindresnet.evaluate --ckpt ckpt/resnet50-best.ckpt --data-dir datasets-cifar10-bin``
+reads the model and the dataset kind from the checkpoint's metadata (cifar10: test split;
+folder: val split), prints a report (``--json``: machine-readable) and saves the confusion matrix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from mindresnet import engine
+from mindresnet.inference import (DEFAULT_CKPT, add_data_args, add_model_args, build_eval_dataset,
+                                  model_from_args, run_cli, save_figure)
+
+ANNOTATE_MAX_CLASSES = 20  # above this the per-cell counts become unreadable
+
+
+@dataclass
+class EvalReport:
+    """Scores of a model on a dataset."""
+
+    accuracy: float
+    top5: float
+    loss: float
+    count: int
+    class_names: List[str]
+    confusion: np.ndarray  # [true class, predicted class] -> images
+
+    def per_class(self) -> List[Dict[str, Any]]:
+        """One row per class: name, images, correct, accuracy (NaN when the class has no image)."""
+        rows = []
+        for index, name in enumerate(self.class_names):
+            total = int(self.confusion[index].sum())
+            correct = int(self.confusion[index, index])
+            rows.append({"class": name, "images": total, "correct": correct,
+                         "accuracy": correct / total if total else float("nan")})
+        return rows
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict (NaN accuracies become null)."""
+        per_class = [{**row, "accuracy": None if math.isnan(row["accuracy"]) else row["accuracy"]}
+                     for row in self.per_class()]
+        return {"accuracy": self.accuracy, "top5": self.top5, "loss": self.loss, "count": self.count,
+                "per_class": per_class, "class_names": list(self.class_names),
+                "confusion_matrix": self.confusion.tolist()}
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true label, prediction) pairs as a ``num_classes`` x ``num_classes`` int64 matrix."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predictions, np.int64)), 1)
+    return matrix
+
+
+def evaluate_model(net, dataset, class_names: Sequence[str]) -> EvalReport:
+    """Run ``net`` over ``dataset`` and score it.
+
+    Args:
+        net: the network (switched to inference mode).
+        dataset: batches of (image, label).
+        class_names: names of the head's classes, in index order.
+
+    Returns:
+        An :class:`EvalReport`.
+    """
+    logits, labels = engine.collect_logits(net, dataset)
+    scores = engine.classification_metrics(logits, labels)
+    matrix = confusion_matrix(labels, logits.argmax(axis=1), len(class_names))
+    return EvalReport(accuracy=scores["accuracy"], top5=scores["top5"], loss=scores["loss"],
+                      count=scores["count"], class_names=list(class_names), confusion=matrix)
+
+
+def format_report(report: EvalReport, title: str = "") -> str:
+    """The report as aligned text: totals, then one line per class."""
+    width = max(len("class"), *(len(name) for name in report.class_names))
+    lines = [title] if title else []
+    lines += [f"images  {report.count}", f"top-1   {report.accuracy:.4f}", f"top-5   {report.top5:.4f}",
+              f"loss    {report.loss:.4f}", "", f"{'class':<{width}}  images  accuracy"]
+    for row in report.per_class():
+        accuracy = "-" if math.isnan(row["accuracy"]) else f"{row['accuracy']:.4f}"
+        lines.append(f"{row['class']:<{width}}  {row['images']:>6}  {accuracy:>8}")
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], out: Path,
+                          title: str = "Confusion matrix") -> Path:
+    """Save the confusion matrix as a PNG: cells coloured by row fraction (recall), counts written in.
+
+    Returns:
+        The path written (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    rows = confusion.sum(axis=1, keepdims=True)
+    fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape, dtype=float), where=rows > 0)
+    size = max(5.0, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= ANNOTATE_MAX_CLASSES:
+        for (row, col), count in np.ndenumerate(confusion):
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if fraction[row, col] > 0.5 else "black")
+    fig.tight_layout()
+    try:
+        return save_figure(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m mindresnet.evaluate`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m mindresnet.evaluate", description=__doc__.split("\n")[0])
+    add_model_args(parser, ckpt_default=DEFAULT_CKPT)
+    add_data_args(parser, batch_size=256)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--confusion", default="confusion_matrix.png",
+                        help="confusion-matrix PNG to write (default: confusion_matrix.png; '' to skip)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate ``args.ckpt`` on ``args.data_dir``; print the report."""
+    net, meta = model_from_args(args)
+    dataset, class_names = build_eval_dataset(meta, args.data_dir, args.batch_size, args.workers, args.dataset)
+    report = evaluate_model(net, dataset, class_names)
+    confusion: Optional[Path] = None
+    if args.confusion:
+        confusion = plot_confusion_matrix(report.confusion, class_names, Path(args.confusion),
+                                          title=f"{meta['arch']} on {args.data_dir}: top-1 {report.accuracy:.3f}")
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.ckpt), "arch": meta["arch"], **report.to_dict(),
+                          "confusion_png": str(confusion) if confusion else None}))
+    else:
+        print(format_report(report, title=f"{args.ckpt} ({meta['arch']}) on {args.data_dir}"))
+        if confusion:
+            print(f"\nconfusion matrix: {confusion}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; returns the exit code."""
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""mindresnet.evaluate and the checkpoint loading it shares: scores, confusion matrix, CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import CLASS_NAMES
+from mindresnet import evaluate
+from mindresnet.data import DataError
+from mindresnet.data.constants import RECORD_BYTES
+from mindresnet.inference import build_eval_dataset, load_trained_model
+
+SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
+
+
+@pytest.fixture(scope="module")
+def sample_dir(real_subset, tmp_path_factory):
+    """The first 64 test records of the real subset, as their own CIFAR-10 folder."""
+    folder = tmp_path_factory.mktemp("sample") / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:SAMPLE * RECORD_BYTES])
+    (folder / "batches.meta.txt").write_bytes((real_subset / "batches.meta.txt").read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(trained_ckpt):
+    return load_trained_model(trained_ckpt)
+
+
+def test_load_trained_model_reads_metadata(model):
+    net, meta = model
+    assert (net.arch, meta["arch"], meta["num_classes"], meta["stem"], meta["image_size"]) == \
+        ("resnet18", "resnet18", 10, "cifar", 32)
+    assert meta["class_names"] == CLASS_NAMES and meta["class_names_from"] == "metadata"
+    assert meta["dataset"] == "cifar10" and len(meta["mean"]) == len(meta["std"]) == 3
+    assert not net.training
+
+
+def test_confusion_matrix_counts_pairs():
+    matrix = evaluate.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
+
+
+def test_evaluate_model_on_real_images(model, sample_dir):
+    net, meta = model
+    dataset, names = build_eval_dataset(meta, sample_dir, batch_size=32)
+    report = evaluate.evaluate_model(net, dataset, names)
+    assert report.count == SAMPLE and report.confusion.sum() == SAMPLE
+    assert report.accuracy == pytest.approx(np.trace(report.confusion) / SAMPLE)
+    assert report.accuracy <= report.top5 <= 1 and math.isfinite(report.loss)
+    rows = report.per_class()
+    assert [row["class"] for row in rows] == CLASS_NAMES
+    assert sum(row["images"] for row in rows) == SAMPLE
+    text = evaluate.format_report(report)
+    assert "top-5" in text and all(name in text for name in CLASS_NAMES)
+
+
+def test_report_of_an_absent_class_is_null_in_json():
+    report = evaluate.EvalReport(0.5, 1.0, 0.7, 2, ["a", "b", "c"], np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]]))
+    per_class = json.loads(json.dumps(report.to_dict()))["per_class"]
+    assert per_class[0]["accuracy"] == 0.5 and per_class[1]["accuracy"] is None
+    assert "-" in evaluate.format_report(report).splitlines()[-1]
+
+
+def test_evaluate_cli_json_and_confusion_png(trained_ckpt, sample_dir, tmp_path, capsys):
+    png = tmp_path / "cm.png"
+    code = evaluate.main(["--ckpt", str(trained_ckpt), "--data-dir", str(sample_dir), "--batch-size", "32",
+                          "--json", "--confusion", str(png)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["count"] == SAMPLE and 0 <= out["accuracy"] <= out["top5"] <= 1
+    assert len(out["per_class"]) == 10 and np.array(out["confusion_matrix"]).sum() == SAMPLE
+    assert out["confusion_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]  # no temporary file left
+
+
+def test_evaluate_cli_missing_data_dir_is_a_clear_error(trained_ckpt, tmp_path, capsys):
+    missing = tmp_path / "no-such-dir"
+    code = evaluate.main(["--ckpt", str(trained_ckpt), "--data-dir", str(missing), "--confusion", ""])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and str(missing) in err and "Traceback" not in err
+
+
+def test_eval_dataset_with_other_classes_is_refused(model, sample_dir):
+    _, meta = model
+    other = {**meta, "class_names": [f"c{i}" for i in range(10)]}
+    with pytest.raises(DataError, match="trained on"):
+        build_eval_dataset(other, sample_dir, batch_size=32)
