@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Data-parallel training with MindSpore's own launcher, msrun (see docs/scaling.md).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: bash scripts/run_distribute_train.sh --device Ascend|GPU|CPU --workers N
+           [--nodes M --node-rank R --master-addr HOST] [--master-port P]
+           [--data-workers K] [--cluster-timeout S] [train flags]
+
+Starts `msrun ... python -m mindresnet.train [train flags] --device D`: N processes on this
+machine (one per device), M machines in all, so N x M ranks. Every rank trains on its shard of
+the data; gradients are averaged (DATA_PARALLEL, gradients_mean=True); rank 0 evaluates and
+writes checkpoints, metrics and plots. Per-rank logs: <ckpt-dir>/logs/worker_<rank>.log.
+
+  --device D           Ascend, GPU or CPU (passed on to training)
+  --workers N          processes (devices) on this machine
+  --nodes M            machines in the job (default 1)
+  --node-rank R        this machine's index, 0..M-1 (required when M > 1)
+  --master-addr HOST   address of the machine with node rank 0 (required when M > 1)
+  --master-port P      port of msrun's scheduler there (default 8118)
+  --data-workers K     data-pipeline workers per process (training's own --workers)
+  --cluster-timeout S  seconds to wait for all ranks to join (default 300 on one machine,
+                       600 on several)
+  -h, --help           this message
+
+--batch-size is per device: global batch = N x M x batch. The learning rate is not scaled
+for you: pass the --lr that suits the global batch (docs/scaling.md). Every other flag goes
+to `python -m mindresnet.train`. Environment: PYTHON (interpreter, default python3), MSRUN
+(launcher, default: msrun beside PYTHON), GLOG_v (MindSpore log level, default 3: errors only).
+EOF
+}
+
+die() {
+  echo "error: $*" >&2
+  echo "Run 'bash scripts/run_distribute_train.sh --help' for usage." >&2
+  exit 2
+}
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+
+# Value of a flag given as "--flag value" or "--flag=value"; sets SHIFT to the words consumed.
+flag_value() {
+  local flag="$1" word="$2"
+  if [[ "$word" == *=* ]]; then
+    VALUE="${word#*=}"
+    SHIFT=1
+  elif [[ $# -ge 3 && "$3" != --* ]]; then
+    VALUE="$3"
+    SHIFT=2
+  else
+    die "$flag needs a value"
+  fi
+  [[ -n "$VALUE" ]] || die "$flag needs a value"
+}
+
+device="" workers="" nodes=1 node_rank="" master_addr="" master_port=8118 cluster_timeout=""
+train_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --device | --device=*) flag_value --device "$@"; device="$VALUE" ;;
+    --workers | --workers=*) flag_value --workers "$@"; workers="$VALUE" ;;
+    --nodes | --nodes=*) flag_value --nodes "$@"; nodes="$VALUE" ;;
+    --node-rank | --node-rank=*) flag_value --node-rank "$@"; node_rank="$VALUE" ;;
+    --master-addr | --master-addr=*) flag_value --master-addr "$@"; master_addr="$VALUE" ;;
+    --master-port | --master-port=*) flag_value --master-port "$@"; master_port="$VALUE" ;;
+    --cluster-timeout | --cluster-timeout=*) flag_value --cluster-timeout "$@"; cluster_timeout="$VALUE" ;;
+    --data-workers | --data-workers=*) flag_value --data-workers "$@"; train_args+=(--workers "$VALUE") ;;
+    *) train_args+=("$1"); SHIFT=1 ;;
+  esac
+  shift "$SHIFT"
+done
+
+case "${device,,}" in
+  ascend) device=Ascend ;;
+  gpu) device=GPU ;;
+  cpu) device=CPU ;;
+  "") die "--device is required (Ascend, GPU or CPU)" ;;
+  *) die "--device '$device' is not one of Ascend, GPU, CPU" ;;
+esac
+[[ -n "$workers" ]] || die "--workers is required (processes, one per device, on this machine)"
+is_uint "$workers" && ((workers >= 1)) || die "--workers must be a positive integer, got '$workers'"
+is_uint "$nodes" && ((nodes >= 1)) || die "--nodes must be a positive integer, got '$nodes'"
+if ((nodes > 1)); then
+  [[ -n "$node_rank" ]] || die "--node-rank is required with --nodes $nodes (0 on the master machine)"
+  [[ -n "$master_addr" ]] || die "--master-addr is required with --nodes $nodes (the machine with node rank 0)"
+fi
+node_rank="${node_rank:-0}" master_addr="${master_addr:-127.0.0.1}"
+is_uint "$node_rank" && ((node_rank < nodes)) || die "--node-rank must be an integer in 0..$((nodes - 1)), got '$node_rank'"
+is_uint "$master_port" && ((master_port >= 1024 && master_port <= 65535)) \
+  || die "--master-port must be an integer in 1024..65535, got '$master_port'"
+cluster_timeout="${cluster_timeout:-$((nodes > 1 ? 600 : 300))}"
+[[ "$cluster_timeout" =~ ^-?[0-9]+$ ]] || die "--cluster-timeout must be an integer (seconds), got '$cluster_timeout'"
+
+# msrun starts every process as `python ...`, so the chosen interpreter's folder goes first on PATH.
+python_path="$(command -v "${PYTHON:-python3}")" || die "PYTHON=${PYTHON:-python3} not found"
+bin_dir="$(cd "$(dirname "$python_path")" && pwd)"
+[[ -x "$bin_dir/python" ]] || die "msrun launches 'python', and $bin_dir has none: set PYTHON to a 'python' (e.g. venv/bin/python)"
+msrun="${MSRUN:-$bin_dir/msrun}"
+[[ -x "$msrun" ]] || msrun="$(command -v msrun)" || die "msrun not found beside $python_path nor on PATH (it comes with mindspore)"
+export PATH="$bin_dir:$PATH"
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+export GLOG_v="${GLOG_v:-3}"
+
+train_args+=(--device "$device")
+# Check the training flags once here, not N times in the workers; learn the batch and ckpt dir.
+resolved="$("$bin_dir/python" - "${train_args[@]}" <<'EOF'
+import sys
+from mindresnet.config import ConfigError, parse_args
+try:
+    config = parse_args(sys.argv[1:])
+except ConfigError as exc:
+    sys.exit(f"error: {exc}")
+print(config.batch_size)
+print(config.ckpt_dir)
+EOF
+)" || exit 2
+batch_size="${resolved%%$'\n'*}"
+ckpt_dir="${resolved#*$'\n'}"
+log_dir="$ckpt_dir/logs"
+total=$((workers * nodes))
+first_rank=$((node_rank * workers))
+
+msrun_args=(--worker_num="$total" --local_worker_num="$workers" --master_addr="$master_addr"
+            --master_port="$master_port" --log_dir="$log_dir" --join=True
+            --cluster_time_out="$cluster_timeout" --tail_worker_log="$first_rank")
+((nodes == 1)) || msrun_args+=(--node_rank="$node_rank")
+# On CPU, pin each worker to its own cores so that its kernel threads do not fight the others'.
+[[ "$device" != CPU ]] || msrun_args+=(--bind_core=True)
+
+echo "msrun: $total rank(s) ($nodes node(s) x $workers), this node $node_rank; per-device batch $batch_size," \
+     "global batch $((total * batch_size)); logs in $log_dir"
+echo "+ $msrun ${msrun_args[*]} python -m mindresnet.train ${train_args[*]}"
+rc=0
+"$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" || rc=$?
+if ((rc == 0)); then
+  exit 0
+fi
+
+# msrun stops every worker when one fails; show the logs of the ranks that failed on this node.
+logs=()
+for ((rank = first_rank; rank < first_rank + workers; rank++)); do
+  [[ ! -f "$log_dir/worker_$rank.log" ]] || logs+=("$log_dir/worker_$rank.log")
+done
+failed=()
+for pattern in '^Traceback \(most recent call last\)|^error: |^[A-Za-z.]*(Error|Exception|Failure): ' '^\[(ERROR|CRITICAL)\]'; do
+  for log in "${logs[@]}"; do
+    ! grep -qE "$pattern" "$log" || failed+=("$log")
+  done
+  ((${#failed[@]} == 0)) || break
+done
+((${#failed[@]} > 0)) || failed=("${logs[@]}")
+for log in "${failed[@]}"; do
+  echo "---- last lines of $log (without MindSpore INFO/WARNING lines) ----" >&2
+  grep -vE '^\[(INFO|WARNING|DEBUG)\]' "$log" | tail -n 30 >&2 || true
+done
+echo "error: distributed training failed (msrun exit code $rc); all logs are in $log_dir" >&2
+exit "$rc"
