@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import CLASS_NAMES
 from mindresnet import evaluate
+from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.data import DataError
 from mindresnet.data.constants import RECORD_BYTES
 from mindresnet.inference import build_eval_dataset, load_trained_model
@@ -90,3 +92,22 @@ def test_eval_dataset_with_other_classes_is_refused(model, sample_dir):
     other = {**meta, "class_names": [f"c{i}" for i in range(10)]}
     with pytest.raises(DataError, match="trained on"):
         build_eval_dataset(other, sample_dir, batch_size=32)
+
+
+def test_folder_checkpoint_evaluates_the_val_split(trained_ckpt, real_subset, tmp_path, capsys):
+    raw = (real_subset / "test_batch.bin").read_bytes()[:SAMPLE * RECORD_BYTES]
+    records = np.frombuffer(raw, np.uint8).reshape(SAMPLE, RECORD_BYTES)
+    root = tmp_path / "photos"
+    first_of_class = {int(label): index for index, label in reversed(list(enumerate(records[:, 0])))}
+    for split, indices in (("train", sorted(first_of_class.values())), ("val", range(20))):
+        for index in indices:
+            folder = root / split / CLASS_NAMES[records[index, 0]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(records[index, 1:].reshape(3, 32, 32).transpose(1, 2, 0)).resize((48, 40)).save(
+                folder / f"{index}.png")
+    params, meta = read_checkpoint(trained_ckpt)
+    ckpt = save_checkpoint(list(params.values()), tmp_path / "folder.ckpt", {**meta, "dataset": "folder"})
+    code = evaluate.main(["--ckpt", str(ckpt), "--data-dir", str(root), "--json", "--confusion", ""])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["count"] == 20
