@@ -45,6 +45,15 @@ def write_cifar_bin(folder: Path, records_per_file: int = 20, seed: int = 0, tes
     return folder
 
 
+def collect(dataset):
+    """All batches of one epoch of ``dataset``, concatenated: (images, labels) as numpy arrays."""
+    images, labels = [], []
+    for image, label in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
+        images.append(image)
+        labels.append(label)
+    return np.concatenate(images), np.concatenate(labels)
+
+
 @pytest.fixture
 def tiny_cifar(tmp_path) -> Path:
     """A generated CIFAR-10 binary folder: 5 x 20 training and 20 test records."""

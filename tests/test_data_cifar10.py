@@ -11,21 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLASS_NAMES, write_cifar_bin
+from conftest import CLASS_NAMES, collect, write_cifar_bin
 from mindresnet import hub
 from mindresnet.data import (CIFAR10_MEAN, CIFAR10_STD, RECORD_BYTES, DataError, create_dataset_cifar10,
                              preprocess_image)
 from mindresnet.data.transforms import resolve_workers
 from mindresnet.runtime import cpu_count
-
-
-def collect(dataset):
-    """All batches of one epoch, concatenated: (images, labels)."""
-    images, labels = [], []
-    for image, label in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
-        images.append(image)
-        labels.append(label)
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def raw_labels(files):

@@ -12,6 +12,8 @@ from PIL import Image
 from mindresnet.data import (IMAGENET_MEAN, IMAGENET_STD, DataError, create_dataset_folder, preprocess_image,
                              read_class_indices)
 
+from conftest import collect
+
 CLASSES = ["dog", "cat", "bird"]  # created unsorted on purpose
 # (mode, file extension): every class gets one image of each
 VARIANTS = [("RGB", ".jpg"), ("RGBA", ".png"), ("L", ".jpeg"), ("P", ".bmp")]
@@ -35,14 +37,6 @@ def image_root(tmp_path) -> Path:
         for i in range(2):
             save_image(root / "val" / name / f"val_{i}.png", "RGB", seed=100 + 10 * c + i)
     return root
-
-
-def collect(dataset):
-    images, labels = [], []
-    for image, label in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
-        images.append(image)
-        labels.append(label)
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def test_train_split_shapes_and_sorted_classes(image_root):
