@@ -188,7 +188,8 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
             losses.append(loss)
             bar.update(1)
             elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{(step + 1) * images_per_step / elapsed:.1f}")
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{(step + 1) * images_per_step / elapsed:.1f}",
+                            refresh=False)  # redrawn at the bar's own pace
     return float(np.mean(losses)), time.perf_counter() - start
 
 
