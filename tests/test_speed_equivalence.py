@@ -1,0 +1,90 @@
+"""Speed must not change results: the small-map GEMM convolutions match ``nn.Conv2d``.
+
+Checks one convolution (outputs and gradients, every shape the fast path takes) and the whole
+train step: the optimised step and the plain one give the same loss for several steps from the
+same weights on a fixed batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import nn
+
+from mindresnet import engine
+from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
+from mindresnet.models.fast import SmallMapConv2d, eligible, use_small_map_gemm
+
+
+class SquaredSum(nn.Cell):
+    """Scalar ``sum(conv(x) ** 2)`` so that gradients reach the input and the weight."""
+
+    def __init__(self, conv: nn.Cell):
+        super().__init__()
+        self.conv = conv
+
+    def construct(self, x):
+        return (self.conv(x) ** 2).sum()
+
+
+def conv_and_grads(conv: nn.Cell, x: ms.Tensor):
+    out = conv(x).asnumpy()
+    dx, (dw,) = ms.grad(SquaredSum(conv), grad_position=0, weights=conv.trainable_params())(x)
+    return out, dx.asnumpy(), dw.asnumpy()
+
+
+@pytest.mark.parametrize("kernel,stride,pad_mode,size", [
+    (1, 1, "same", 2), (1, 2, "same", 2), (1, 2, "same", 3), (1, 1, "valid", 1),
+    (3, 1, "pad", 1), (3, 1, "pad", 2), (3, 2, "pad", 2), (3, 2, "pad", 1), (3, 1, "same", 2),
+    (3, 1, "pad", 4),  # above MAX_PIXELS: the native kernel
+])
+def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
+    ms.set_seed(1)
+    plain = nn.Conv2d(8, 12, kernel, stride, pad_mode=pad_mode, padding=1 if pad_mode == "pad" else 0,
+                      weight_init="normal")
+    fast = nn.Conv2d(8, 12, kernel, stride, pad_mode=pad_mode, padding=1 if pad_mode == "pad" else 0)
+    fast.weight.set_data(plain.weight.data.copy())
+    assert use_small_map_gemm(fast) == 1 and isinstance(fast, SmallMapConv2d)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((3, 8, size, size)).astype(np.float32))
+    for expected, got in zip(conv_and_grads(plain, x), conv_and_grads(fast, x)):
+        assert expected.shape == got.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_only_exact_convolutions_are_switched():
+    assert not eligible(nn.Conv2d(4, 4, 3, group=2, pad_mode="pad", padding=1))
+    assert not eligible(nn.Conv2d(4, 4, 3, has_bias=True, pad_mode="pad", padding=1))
+    assert not eligible(nn.Conv2d(4, 4, 3, stride=2, pad_mode="same"))  # asymmetric padding
+    assert not eligible(nn.Conv2d(4, 4, 7, stride=2, pad_mode="pad", padding=3))
+    assert eligible(nn.Conv2d(4, 4, 1)) and eligible(nn.Conv2d(4, 4, 3, pad_mode="pad", padding=1))
+
+
+def tiny_net(block) -> ResNet:
+    """One block per stage: at 32x32 with the ImageNet stem, stages 3 and 4 run on 2x2 and 1x1 maps."""
+    return ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet")
+
+
+def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: bool):
+    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.01] * steps, 0.9, 0.0)
+    step = engine.build_train_step(net, engine.build_loss(), optimizer, small_map_gemm=fast)
+    return [float(step(images, labels).asnumpy()) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("block", [ResidualBlockBase, ResidualBlock], ids=["basic", "bottleneck"])
+def test_fast_train_step_gives_the_plain_losses(block):
+    ms.set_seed(0)
+    plain, fast = tiny_net(block), tiny_net(block)
+    ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
+    names = [(p.name, p.shape) for p in fast.get_parameters()]
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, 16).astype(np.int32))
+    expected = losses(plain, images, labels, 4, fast=False)
+    got = losses(fast, images, labels, 4, fast=True)
+    assert any(isinstance(cell, SmallMapConv2d) for _, cell in fast.cells_and_names())
+    assert not any(isinstance(cell, SmallMapConv2d) for _, cell in plain.cells_and_names())
+    assert [(p.name, p.shape) for p in fast.get_parameters()] == names  # checkpoints stay compatible
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert got[-1] < got[0]
+    for a, b in zip(plain.get_parameters(), fast.get_parameters()):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-3, atol=1e-5, err_msg=a.name)
