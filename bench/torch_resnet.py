@@ -1,13 +1,15 @@
 """A compact PyTorch ResNet with the same architecture as ``mindresnet.models`` (benchmark only).
 
 Same blocks (basic 3x3-3x3 / bottleneck 1x1-3x3-1x1 with the stride on the 3x3, v1.5), same
-stems (``imagenet``: 7x7 stride-2 conv + 3x3 max-pool; ``cifar``: 3x3 stride-1 conv), the same
-BatchNorm (eps 1e-5, momentum 0.1 = MindSpore's 0.9), global average pooling and ``fc``.
+stems (``imagenet``: 7x7 stride-2 conv + 3x3 stride-2 max-pool padded like MindSpore's
+``pad_mode="same"``; ``cifar``: 3x3 stride-1 conv), the same BatchNorm (eps 1e-5, momentum 0.1 =
+MindSpore's 0.9), global average pooling and ``fc``.
 Parameter names follow the same scheme (``layerN.i.convK.weight``, ``down_sample.{0,1}``), so
 weights convert one-to-one (:func:`state_dict_from_mindspore`).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -24,6 +26,17 @@ def conv(in_channel: int, out_channel: int, kernel: int, stride: int = 1) -> nn.
     layer = nn.Conv2d(in_channel, out_channel, kernel, stride, padding=kernel // 2, bias=False)
     nn.init.normal_(layer.weight, 0.0, 0.02)
     return layer
+
+
+class SameMaxPool(nn.Module):
+    """3x3 stride-2 max-pool with MindSpore's ``pad_mode="same"`` padding (extra row/column at the end)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):
+            total = max((math.ceil(size / 2) - 1) * 2 + 3 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return nn.functional.max_pool2d(nn.functional.pad(x, pads, value=float("-inf")), 3, 2)
 
 
 class BasicBlock(nn.Module):
@@ -72,7 +85,7 @@ class ResNet(nn.Module):
         self.conv1 = conv(3, 64, 7, 2) if stem == "imagenet" else conv(3, 64, 3)
         self.norm = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.max_pool = nn.MaxPool2d(3, 2, padding=1) if stem == "imagenet" else nn.Identity()
+        self.max_pool = SameMaxPool() if stem == "imagenet" else nn.Identity()
         last, stages = 64, []
         for index, (width, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
             stride = 1 if index == 0 else 2
