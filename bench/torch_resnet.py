@@ -22,9 +22,9 @@ DEPTHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3
 
 
 def conv(in_channel: int, out_channel: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    """Bias-free convolution with 'same'-style padding, initialised N(0, 0.02) like mindresnet."""
+    """Bias-free convolution with 'same'-style padding, He-initialised (fan_out, ReLU) like mindresnet."""
     layer = nn.Conv2d(in_channel, out_channel, kernel, stride, padding=kernel // 2, bias=False)
-    nn.init.normal_(layer.weight, 0.0, 0.02)
+    nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
     return layer
 
 
