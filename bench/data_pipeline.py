@@ -2,7 +2,7 @@
 
 Usage:
     python bench/data_pipeline.py [--data-dir DIR] [--sizes 32 224] [--epochs 2]
-                                  [--train-images-per-s 32=70 224=6]
+                                  [--train-images-per-s 32=103 224=2.9]
 
 For each image size: builds the train pipeline on the real subset, takes one warm-up batch, then
 times ``--epochs`` epochs and prints pipeline images/s, the training rate it must feed, their
@@ -19,14 +19,14 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("MINDRESNET_SUBSET", REPO.parent / "shared" / "data" / "cifar10-subset"))
-# ResNet-50 training rates on the 2-core CPU box (graph mode). 32x32 from REFERENCE.md §6;
-# 224x224 is a placeholder estimate. Both to re-measure.
-DEFAULT_TRAIN_RATES = {32: 70.0, 224: 6.0}
-RATE_SOURCE = "from REFERENCE.md §6 / to re-measure"
+# ResNet-50 training rates on the 2-core CPU box (graph mode, ImageNet stem), measured by
+# bench/throughput.py: 32x32 batch 128 and 224x224 batch 8 (bench/results.md).
+DEFAULT_TRAIN_RATES = {32: 103.0, 224: 2.9}
+RATE_SOURCE = "ResNet-50 train rates from bench/results.md"
 
 
 def parse_rates(items: List[str]) -> Dict[int, float]:
-    """``["32=70", "224=6"]`` -> ``{32: 70.0, 224: 6.0}``, on top of the defaults."""
+    """``["32=103", "224=2.9"]`` -> ``{32: 103.0, 224: 2.9}``, on top of the defaults."""
     rates = dict(DEFAULT_TRAIN_RATES)
     for item in items:
         size, sep, rate = item.partition("=")
