@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
@@ -193,7 +193,3 @@ def save_config(config: TrainConfig, path: Path) -> None:
     tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     os.replace(tmp, path)
 
-
-def override_names() -> List[str]:
-    """All config keys, for documentation."""
-    return [f.name for f in fields(TrainConfig)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from pathlib import Path
@@ -20,8 +19,6 @@ from mindresnet.checkpoint import CheckpointError, read_checkpoint
 from mindresnet.models import ResNet, create_model
 from mindresnet.models.pretrained import STEM_CONV, load_weights
 from mindresnet.runtime import DEVICES, DeviceError, setup_context
-
-logger = logging.getLogger("mindresnet.inference")
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,7 +73,6 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
         raise CheckpointError(f"Checkpoint {path} has a stem conv for the other stem than {meta['stem']!r}; "
                               "pass the --stem it was trained with.")
     net.set_train(False)
-    logger.info("%s", report)
     return net, meta
 
 

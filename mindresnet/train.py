@@ -99,8 +99,6 @@ def fit(config: TrainConfig) -> FitResult:
                           f"{config.data_dir}. Omit --num-classes to use the dataset's.")
     net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(),
                        stem=config.stem, freeze_backbone=config.freeze_backbone)
-    if net.load_report is not None and dist.is_main:
-        logger.info("pretrained: %s", net.load_report)
     steps_per_epoch = train_ds.get_dataset_size()
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
