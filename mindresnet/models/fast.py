@@ -5,10 +5,14 @@ MindSpore's CPU convolution kernels (above all their backward passes) are very s
 matrix product (docs/REFERENCE.md §6). On a map of at most :data:`MAX_PIXELS` pixels,
 :class:`SmallMapConv2d` computes
 
-* a 1x1 convolution as ``rows @ W.T`` on channels-last rows (strided pick first for stride 2),
+* a 1x1 convolution as ``rows @ W.T`` on channels-last rows (for stride 2, the strided pick is
+  itself a product with a one-hot matrix),
 * a 3x3 convolution on a 1x1 map with stride 1 from its centre tap alone (``x @ W[:, :, 1, 1].T``),
 * any other 3x3 convolution as ``x.flatten() @ D`` where ``D`` (``C*H*W`` x ``O*Ho*Wo``) is the
-  convolution written out as a dense matrix, gathered from ``W`` (padding taps gather a zero).
+  convolution written out as a dense matrix, built as ``W.reshape(O*C, 9) @ one-hot taps``.
+
+All products use ``P.MatMul`` with transpose flags: its gradient needs no transpose ops, while
+``ops.matmul``'s gradient transposes both operands explicitly (slow on CPU).
 
 Larger maps keep the native kernel. The parameter is the convolution's own ``weight`` (same
 name and shape), so checkpoints are unchanged; results match ``nn.Conv2d`` to float rounding.
@@ -20,8 +24,11 @@ from __future__ import annotations
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
+from mindspore.ops import operations as P
 from mindspore.ops.primitive import constexpr
 
+_MATMUL = P.MatMul()
+_MATMUL_NT = P.MatMul(transpose_b=True)
 MAX_PIXELS = 4  # H*W at or below which a convolution runs as a matrix product (2x2 maps)
 
 
@@ -47,35 +54,38 @@ def eligible(conv: nn.Cell) -> bool:
 
 
 @constexpr
-def _dense_index(channels: int, height: int, width: int, out_channels: int, stride: int):
-    """Indices into ``concat(W.flatten(), [0])`` that write a padded 3x3 convolution as a matrix.
+def _tap_selector(height: int, width: int, stride: int):
+    """One-hot ``(9, H*W*Ho*Wo)`` matrix: column ``(ih, iw, oh, ow)`` picks the 3x3 tap linking them.
 
-    Row ``(c, ih, iw)``, column ``(o, oh, ow)`` holds ``W[o, c, ih - s*oh + 1, iw - s*ow + 1]``,
-    or the trailing zero where that tap falls outside the kernel.
+    ``W.reshape(O*C, 9) @ selector`` writes a convolution padded by 1 as a dense matrix (taps
+    that fall outside the kernel stay zero).
     """
     kernel, pad = 3, 1
     out_h = (height + 2 * pad - kernel) // stride + 1
     out_w = (width + 2 * pad - kernel) // stride + 1
-    index = np.full((channels, height, width, out_channels, out_h, out_w),
-                    out_channels * channels * kernel * kernel, np.int32)
-    base = (np.arange(out_channels)[None, :] * channels + np.arange(channels)[:, None]) * kernel * kernel
+    selector = np.zeros((kernel * kernel, height, width, out_h, out_w), np.float32)
     for ih in range(height):
         for iw in range(width):
             for oh in range(out_h):
                 for ow in range(out_w):
                     i, j = ih - stride * oh + pad, iw - stride * ow + pad
                     if 0 <= i < kernel and 0 <= j < kernel:
-                        index[:, ih, iw, :, oh, ow] = base + i * kernel + j
-    return ms.Tensor(index.reshape(channels * height * width, out_channels * out_h * out_w))
+                        selector[i * kernel + j, ih, iw, oh, ow] = 1.0
+    return ms.Tensor(selector.reshape(kernel * kernel, -1))
 
 
-def _pick(x, stride: int, out_h: int, out_w: int):
-    """``x[:, :, ::stride, ::stride]`` via reshape (a strided slice's CPU gradient is unreliable)."""
-    n, c, h, w = x.shape
-    if h < stride * out_h or w < stride * out_w:
-        x = ops.pad(x, (0, stride * out_w - w, 0, stride * out_h - h))
-    x = x.reshape(n, c, out_h, stride, out_w, stride)
-    return x[:, :, :, 0, :, 0]
+@constexpr
+def _pick_selector(height: int, width: int, stride: int):
+    """One-hot ``(H*W, Ho*Wo)`` matrix: ``x_flat @ selector`` is ``x[..., ::stride, ::stride]``.
+
+    A matrix product, because MindSpore's CPU strided slice (and its gradient) is slow here.
+    """
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    selector = np.zeros((height, width, out_h, out_w), np.float32)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            selector[stride * oh, stride * ow, oh, ow] = 1.0
+    return ms.Tensor(selector.reshape(height * width, out_h * out_w))
 
 
 class SmallMapConv2d(nn.Conv2d):
@@ -95,18 +105,20 @@ class SmallMapConv2d(nn.Conv2d):
         if kernel == 1:
             out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1
             if stride != 1:
-                x = _pick(x, stride, out_h, out_w)
+                selector = ops.cast(_pick_selector(h, w, stride), x.dtype)
+                x = _MATMUL(x.reshape(n * c, h * w), selector).reshape(n, c, out_h, out_w)
             rows = x.reshape(n, c) if out_h * out_w == 1 else ops.transpose(x, (0, 2, 3, 1)).reshape(-1, c)
-            out = ops.matmul(rows, weight.reshape(out_ch, c).T)
+            out = _MATMUL_NT(rows, weight.reshape(out_ch, c))
             if out_h * out_w == 1:
                 return out.reshape(n, out_ch, 1, 1)
             return ops.transpose(out.reshape(n, out_h, out_w, out_ch), (0, 3, 1, 2))
         if h * w == 1 and stride == 1:  # only the centre tap sees a pixel; the rest read padding
-            return ops.matmul(x.reshape(n, c), weight[:, :, 1, 1].T).reshape(n, out_ch, 1, 1)
+            return _MATMUL_NT(x.reshape(n, c), weight[:, :, 1, 1]).reshape(n, out_ch, 1, 1)
         out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1
-        flat = ops.concat((weight.reshape(-1), ops.zeros((1,), x.dtype)))
-        dense = ops.gather(flat, _dense_index(c, h, w, out_ch, stride), 0)
-        return ops.matmul(x.reshape(n, c * h * w), dense).reshape(n, out_ch, out_h, out_w)
+        taps = _MATMUL(weight.reshape(out_ch * c, 9), ops.cast(_tap_selector(h, w, stride), x.dtype))
+        dense_t = ops.transpose(taps.reshape(out_ch, c, h * w, out_h * out_w), (0, 3, 1, 2))
+        out = _MATMUL_NT(x.reshape(n, c * h * w), dense_t.reshape(out_ch * out_h * out_w, c * h * w))
+        return out.reshape(n, out_ch, out_h, out_w)
 
 
 def use_small_map_gemm(net: nn.Cell) -> int:
