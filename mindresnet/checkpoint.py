@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import mindspore as ms
 
+from mindresnet.fileio import atomic_path
+
 META_KEY = "mindresnet_meta"
 
 PathLike = Union[str, os.PathLike]
@@ -65,22 +67,14 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
     The file is written under a temporary name in the same folder and renamed, so a crash or
     Ctrl-C never leaves a half-written checkpoint under the final name.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # save_checkpoint appends ".ckpt" to names without it, so the temporary name keeps the suffix.
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.ckpt")
     if isinstance(params, ms.nn.Cell):
         save_obj: Any = params
     else:
         save_obj = [{"name": p.name, "data": p} for p in params]
     append = {META_KEY: json.dumps(metadata)} if metadata else None
-    try:
+    with atomic_path(path, ".ckpt") as tmp:  # ms.save_checkpoint appends ".ckpt" to names without it
         ms.save_checkpoint(save_obj, str(tmp), append_dict=append)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def assign_parameters(cell: ms.nn.Cell, params: Dict[str, ms.Parameter]) -> list:

@@ -16,6 +16,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
+from mindresnet.fileio import write_text
+
 LR_SCHEDULES = ("cosine", "onecycle", "step", "constant")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 DATASETS = ("cifar10", "folder")
@@ -187,9 +189,5 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from mindresnet import engine
+from mindresnet.fileio import save_figure
 from mindresnet.inference import (DEFAULT_CKPT, add_data_args, add_model_args, build_eval_dataset,
-                                  model_from_args, run_cli, save_figure)
+                                  model_from_args, run_cli)
 
 ANNOTATE_MAX_CLASSES = 20  # above this the per-cell counts become unreadable
 

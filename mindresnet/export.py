@@ -15,7 +15,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from mindresnet.inference import DEFAULT_CKPT, add_model_args, atomic_path, model_from_args, run_cli
+from mindresnet.fileio import atomic_path
+from mindresnet.inference import DEFAULT_CKPT, add_model_args, model_from_args, run_cli
 
 PathLike = Union[str, os.PathLike]
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}

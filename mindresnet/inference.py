@@ -9,12 +9,11 @@ elsewhere carry none: then ``arch`` and ``num_classes`` (``--arch``/``--num-clas
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mindresnet.checkpoint import CheckpointError, read_checkpoint
 from mindresnet.models import ResNet, create_model
@@ -234,32 +233,6 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
-
-    Args:
-        path: the final file.
-        suffix: appended to the temporary name (writers such as ``savefig`` pick the format from it).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_figure(fig, path: PathLike, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG atomically and return the path."""
-    path = Path(path)
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
 
 
 def _device_name(text: str) -> str:

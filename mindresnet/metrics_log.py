@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Dict, List
+
+from mindresnet.fileio import atomic_path, save_figure
 
 COLUMNS = ["epoch", "loss", "accuracy", "top5", "eval_loss", "lr", "seconds", "images_per_s"]
 
@@ -21,14 +22,11 @@ def read_metrics(path: Path) -> List[Dict[str, float]]:
 
 def write_metrics(rows: List[Dict[str, float]], path: Path) -> None:
     """Write all rows to ``path`` (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
 
 
 def plot_training_curves(rows: List[Dict[str, float]], path: Path) -> None:
@@ -38,7 +36,6 @@ def plot_training_curves(rows: List[Dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label="train loss")
@@ -53,7 +50,7 @@ def plot_training_curves(rows: List[Dict[str, float]], path: Path) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -15,8 +15,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mindresnet.fileio import save_figure
 from mindresnet.inference import (DEFAULT_CKPT, add_data_args, add_model_args, build_eval_dataset,
-                                  model_from_args, run_cli, save_figure)
+                                  model_from_args, run_cli)
 
 RIGHT_COLOR = "blue"
 WRONG_COLOR = "red"

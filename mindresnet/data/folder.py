@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -22,6 +20,7 @@ from PIL import Image
 from mindresnet.data import DataError
 from mindresnet.data.constants import DECODABLE_FORMATS, IMAGE_EXTENSIONS
 from mindresnet.data.transforms import folder_transforms, map_and_batch, resolve_workers
+from mindresnet.fileio import write_text
 
 logger = logging.getLogger("mindresnet.data")
 
@@ -138,18 +137,8 @@ def scan_split(split_dir: Path, class_names: Sequence[str]) -> Tuple[List[str], 
 
 def write_class_indices(path: Union[str, Path], class_names: Sequence[str]) -> Path:
     """Write ``{"0": name, ...}`` to ``path`` atomically (temp file + rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump({str(i): name for i, name in enumerate(class_names)}, out, indent=2, ensure_ascii=False)
-            out.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps({str(i): name for i, name in enumerate(class_names)}, indent=2, ensure_ascii=False)
+    return write_text(path, text + "\n")
 
 
 def read_class_indices(path: Union[str, Path]) -> List[str]:
