@@ -67,7 +67,7 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
     On CPU with ``small_map_gemm`` (default), ``net``'s convolutions switch in place to
     :class:`~mindresnet.models.fast.SmallMapConv2d`: same parameters and results, but a matrix
     product instead of MindSpore's slow CPU kernel on 2x2 and 1x1 feature maps (ResNet-50 at
-    32x32: about 1.9x the training throughput; see bench/README.md).
+    32x32: about 2x the training throughput; see bench/README.md).
     """
     if small_map_gemm and ms.get_context("device_target") == "CPU":
         from mindresnet.models.fast import use_small_map_gemm
