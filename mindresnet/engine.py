@@ -46,9 +46,19 @@ def lr_schedule(name: str, lr: float, min_lr: float, epochs: int, steps_per_epoc
 
 def build_optimizer(params: Iterable[ms.Parameter], name: str, rates: List[float], momentum: float,
                     weight_decay: float, loss_scale: float = 1.0) -> nn.Optimizer:
-    """``nn.Momentum`` over ``params`` following ``rates`` step by step (``sgd``: Nesterov momentum)."""
-    return nn.Momentum(list(params), learning_rate=ms.Tensor(np.array(rates, np.float32)), momentum=momentum,
-                       weight_decay=weight_decay, use_nesterov=(name == "sgd"), loss_scale=loss_scale)
+    """The optimizer over ``params``, following ``rates`` step by step.
+
+    ``momentum``: ``nn.Momentum`` (the tutorial's); ``sgd``: ``nn.SGD`` with Nesterov momentum, the
+    update of PyTorch's ``SGD(nesterov=True)``. (``nn.Momentum(use_nesterov=True)`` is not used: on
+    CPU, MindSpore 2.10 applies plain momentum with it, see tests/test_train.py.) Weight decay skips
+    BatchNorm ``gamma``/``beta``, MindSpore's default.
+    """
+    lr = ms.Tensor(np.array(rates, np.float32))
+    if name == "sgd":
+        return nn.SGD(list(params), learning_rate=lr, momentum=momentum, nesterov=True,
+                      weight_decay=weight_decay, loss_scale=loss_scale)
+    return nn.Momentum(list(params), learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
+                       loss_scale=loss_scale)
 
 
 def build_loss(label_smoothing: float = 0.0) -> nn.Cell:

@@ -30,7 +30,7 @@ RENAMES = [  # (pattern, replacement), applied in order to every name in a check
     (r"\.down_sample_layer\.", ".down_sample."),  # mindspore/models shortcut
     (r"^(classifier|end_point)\.", "fc."),       # MindCV / models head
 ]
-OPTIMIZER_PREFIXES = ("moments.", "accum.", "learning_rate", "global_step", "momentum",
+OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "learning_rate", "global_step", "momentum",
                       "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
                       "epoch_num", "step_num")
 
