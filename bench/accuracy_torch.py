@@ -1,0 +1,115 @@
+"""The PyTorch eager twin of ``bench/accuracy.py``'s reference recipe, for seed-to-seed comparison.
+
+Same model (``bench/torch_resnet.py``, the twin of mindresnet's ResNet-50 with the ImageNet stem
+and He initialisation), same data (the real CIFAR-10 subset, read from its binary files with
+mindresnet's reader), same augmentation (random crop with 4 pixels of zero padding, horizontal
+flip, the tutorial's normalisation), same LR table (``mindresnet.engine.lr_schedule``:
+one-cycle, peak 0.05), SGD Nesterov momentum 0.9, weight decay 5e-4, batch 128 with the last
+incomplete batch dropped, 10 epochs, all cores. "train s" is the time of the epoch's training
+steps including batch preparation; evaluation is not counted, as in ``bench/accuracy.py``.
+
+Usage (PyTorch from bench/requirements.txt):
+  python bench/accuracy_torch.py --seeds 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from mindresnet.data.cifar10 import load_arrays, locate_cifar10, split_files  # noqa: E402
+from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
+from mindresnet.engine import lr_schedule  # noqa: E402
+from torch_resnet import create_model  # noqa: E402
+
+BATCH, PEAK_LR, WEIGHT_DECAY = 128, 0.05, 5e-4
+
+
+def normalise(images: np.ndarray) -> torch.Tensor:
+    """(N, 32, 32, 3) uint8 -> normalised (N, 3, 32, 32) float32."""
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.array(CIFAR10_MEAN, np.float32)) / np.array(CIFAR10_STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RandomCrop(32, padding=4) and RandomHorizontalFlip(0.5) per image."""
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(rng.integers(0, 9, size=(len(images), 2))):
+        crop = padded[i, dy:dy + 32, dx:dx + 32]
+        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return out
+
+
+def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
+    """Train one seed and print its per-epoch table; return (final test accuracy, training seconds)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    folder = locate_cifar10(data_dir)
+    train_x, train_y = load_arrays(split_files(folder, "train"))
+    test_x, test_y = load_arrays(split_files(folder, "test"))
+    test_inputs, test_labels = normalise(test_x), torch.from_numpy(test_y.astype(np.int64))
+    steps = len(train_x) // BATCH
+    rates = lr_schedule("onecycle", PEAK_LR, PEAK_LR / 25 / 1e4, epochs, steps)
+    model = create_model("resnet50", 10, "imagenet")
+    optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=0.9, nesterov=True,
+                                weight_decay=WEIGHT_DECAY)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    print(f"\nPyTorch {torch.__version__} eager resnet50 (imagenet stem), reference recipe, {epochs} epochs, seed {seed}")
+    print(f"{'epoch':>5} {'loss':>7} {'test acc':>8} {'train s':>8} {'cum train s':>11} {'img/s':>7}")
+    cumulative, accuracy = 0.0, 0.0
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(train_x))
+        start, losses = time.perf_counter(), []
+        for step in range(steps):
+            index = order[step * BATCH:(step + 1) * BATCH]
+            inputs = normalise(augment(train_x[index], rng))
+            labels = torch.from_numpy(train_y[index].astype(np.int64))
+            for group in optimizer.param_groups:
+                group["lr"] = rates[epoch * steps + step]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        seconds = time.perf_counter() - start
+        cumulative += seconds
+        model.eval()
+        with torch.no_grad():
+            predictions = torch.cat([model(test_inputs[i:i + 256]).argmax(1) for i in range(0, len(test_inputs), 256)])
+        accuracy = float((predictions == test_labels).float().mean())
+        print(f"{epoch + 1:>5} {np.mean(losses):>7.3f} {accuracy:>8.3f} {seconds:>8.1f} {cumulative:>11.1f} "
+              f"{steps * BATCH / seconds:>7.1f}", flush=True)
+    return accuracy, cumulative
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "cifar10-subset"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    args = parser.parse_args()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    results = [run(args.data_dir, seed, args.epochs) for seed in args.seeds]
+    finals = [accuracy for accuracy, _ in results]
+    seconds = [train_seconds for _, train_seconds in results]
+    print(f"\nseeds {args.seeds}: final test accuracy {', '.join(f'{a:.3f}' for a in finals)} "
+          f"(mean {sum(finals) / len(finals):.3f}); training s {', '.join(f'{t:.0f}' for t in seconds)} "
+          f"(mean {sum(seconds) / len(seconds):.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
