@@ -205,9 +205,13 @@ def add_data_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--workers", type=_positive_int, help="data pipeline workers (default: the cores)")
 
 
-def model_from_args(args: argparse.Namespace) -> Tuple[ResNet, Dict[str, Any]]:
-    """Set up the MindSpore context for ``--device`` (graph mode) and load ``--ckpt``."""
-    setup_context(args.device)
+def model_from_args(args: argparse.Namespace, mode: str = "graph") -> Tuple[ResNet, Dict[str, Any]]:
+    """Set up the MindSpore context for ``--device`` and load ``--ckpt``.
+
+    ``mode``: ``graph`` for many batches (evaluate, visualize, export); ``pynative`` for a few
+    images (predict), where compiling the graph would cost more than it saves.
+    """
+    setup_context(args.device, mode=mode)
     return load_trained_model(args.ckpt, arch=args.arch, num_classes=args.num_classes, stem=args.stem,
                               image_size=args.image_size, class_indices=args.class_indices)
 

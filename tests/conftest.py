@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mindspore as ms
 import numpy as np
 import pytest
 
@@ -19,6 +20,12 @@ CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "
 def mindspore_context():
     """Graph mode on CPU with as many threads as cores, once per test session."""
     setup_context("CPU", "graph")
+
+
+@pytest.fixture(autouse=True)
+def graph_mode_per_test(mindspore_context):
+    """Each test starts in graph mode, whatever the one before left (predict runs PyNative)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def write_cifar_bin(folder: Path, records_per_file: int = 20, seed: int = 0, test_records: int | None = None,
