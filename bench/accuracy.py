@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,6 +45,21 @@ RECIPES = {
     "tutorial": dict(batch_size=256, optimizer="momentum", momentum=0.9, weight_decay=0.0, lr=1e-3,
                      min_lr=1e-5, lr_schedule="cosine"),
 }
+TABLE_HEADER = f"{'epoch':>5} {'loss':>7} {'test acc':>8} {'train s':>8} {'cum train s':>11} {'img/s':>7}"
+
+
+def table_row(epoch: int, loss: float, accuracy: float, seconds: float, cumulative: float,
+              images_per_s: float) -> str:
+    """One row of the per-epoch table under :data:`TABLE_HEADER`."""
+    return (f"{epoch:>5} {loss:>7.3f} {accuracy:>8.3f} {seconds:>8.1f} {cumulative:>11.1f} "
+            f"{images_per_s:>7.1f}")
+
+
+def seeds_summary(seeds: List[int], finals: List[float], seconds: List[float]) -> str:
+    """Final accuracy and training seconds per seed, and their means."""
+    return (f"seeds {seeds}: final test accuracy {', '.join(f'{a:.3f}' for a in finals)} "
+            f"(mean {sum(finals) / len(finals):.3f}); training s {', '.join(f'{t:.0f}' for t in seconds)} "
+            f"(mean {sum(seconds) / len(seconds):.0f})")
 
 
 def main() -> int:
@@ -63,8 +78,7 @@ def main() -> int:
         finals.append(accuracy)
         seconds.append(train_seconds)
     mean_accuracy, mean_seconds = sum(finals) / len(finals), sum(seconds) / len(seconds)
-    print(f"\nseeds {args.seeds}: final test accuracy {', '.join(f'{a:.3f}' for a in finals)} "
-          f"(mean {mean_accuracy:.3f}); training s {', '.join(f'{t:.0f}' for t in seconds)} (mean {mean_seconds:.0f})")
+    print("\n" + seeds_summary(args.seeds, finals, seconds))
     if args.recipe == "reference":
         verdict = "PASS" if mean_accuracy >= ANCHOR_ACCURACY and mean_seconds <= ANCHOR_SECONDS else "FAIL"
         print(f"PyTorch eager anchor: {ANCHOR_ACCURACY:.3f} after 10 epochs in {ANCHOR_SECONDS:.0f} s of training; "
@@ -83,12 +97,12 @@ def run(args: argparse.Namespace, seed: int) -> Tuple[float, float]:
         wall = time.perf_counter() - start
     print(f"\n{args.arch} ({args.stem} stem), recipe {args.recipe}, {args.epochs} epochs, seed {seed}, "
           f"batch {config.batch_size}, data {args.data_dir}")
-    print(f"{'epoch':>5} {'loss':>7} {'test acc':>8} {'train s':>8} {'cum train s':>11} {'img/s':>7}")
+    print(TABLE_HEADER)
     cumulative = 0.0
     for row in result.history:
         cumulative += row["seconds"]
-        print(f"{int(row['epoch']):>5} {row['loss']:>7.3f} {row['accuracy']:>8.3f} {row['seconds']:>8.1f} "
-              f"{cumulative:>11.1f} {row['images_per_s']:>7.1f}")
+        print(table_row(int(row["epoch"]), row["loss"], row["accuracy"], row["seconds"], cumulative,
+                        row["images_per_s"]))
     final = result.history[-1]["accuracy"]
     print(f"final test accuracy {final:.3f} (best {result.best_accuracy:.3f}); training {cumulative:.0f} s, "
           f"wall {wall:.0f} s including compile and evaluation")

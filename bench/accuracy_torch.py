@@ -3,10 +3,11 @@
 Same model (``bench/torch_resnet.py``, the twin of mindresnet's ResNet-50 with the ImageNet stem
 and He initialisation), same data (the real CIFAR-10 subset, read from its binary files with
 mindresnet's reader), same augmentation (random crop with 4 pixels of zero padding, horizontal
-flip, the tutorial's normalisation), same LR table (``mindresnet.engine.lr_schedule``:
-one-cycle, peak 0.05), SGD Nesterov momentum 0.9, weight decay 5e-4, batch 128 with the last
-incomplete batch dropped, 10 epochs, all cores. "train s" is the time of the epoch's training
-steps including batch preparation; evaluation is not counted, as in ``bench/accuracy.py``.
+flip, the tutorial's normalisation), same recipe (``RECIPES["reference"]`` of ``bench/accuracy.py``:
+one-cycle LR table from ``mindresnet.engine.lr_schedule`` peaking at 0.05, SGD Nesterov momentum
+0.9, weight decay 5e-4, batch 128 with the last incomplete batch dropped), 10 epochs, all cores.
+"train s" is the time of the epoch's training steps including batch preparation; evaluation is
+not counted, as in ``bench/accuracy.py``.
 
 Usage (PyTorch from bench/requirements.txt):
   python bench/accuracy_torch.py --seeds 1 2
@@ -14,7 +15,6 @@ Usage (PyTorch from bench/requirements.txt):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,9 +30,12 @@ sys.path.insert(0, str(REPO / "bench"))
 from mindresnet.data.cifar10 import load_arrays, locate_cifar10, split_files  # noqa: E402
 from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from mindresnet.engine import lr_schedule  # noqa: E402
+from mindresnet.runtime import cpu_count  # noqa: E402
+from accuracy import RECIPES, TABLE_HEADER, seeds_summary, table_row  # noqa: E402
 from torch_resnet import create_model  # noqa: E402
 
-BATCH, PEAK_LR, WEIGHT_DECAY = 128, 0.05, 5e-4
+RECIPE = RECIPES["reference"]
+BATCH = RECIPE["batch_size"]
 
 
 def normalise(images: np.ndarray) -> torch.Tensor:
@@ -61,13 +64,14 @@ def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
     test_x, test_y = load_arrays(split_files(folder, "test"))
     test_inputs, test_labels = normalise(test_x), torch.from_numpy(test_y.astype(np.int64))
     steps = len(train_x) // BATCH
-    rates = lr_schedule("onecycle", PEAK_LR, PEAK_LR / 25 / 1e4, epochs, steps)
+    rates = lr_schedule(RECIPE["lr_schedule"], RECIPE["lr"], RECIPE["min_lr"], epochs, steps)
     model = create_model("resnet50", 10, "imagenet")
-    optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=0.9, nesterov=True,
-                                weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=RECIPE["momentum"], nesterov=True,
+                                weight_decay=RECIPE["weight_decay"])
     loss_fn = torch.nn.CrossEntropyLoss()
-    print(f"\nPyTorch {torch.__version__} eager resnet50 (imagenet stem), reference recipe, {epochs} epochs, seed {seed}")
-    print(f"{'epoch':>5} {'loss':>7} {'test acc':>8} {'train s':>8} {'cum train s':>11} {'img/s':>7}")
+    print(f"\nPyTorch {torch.__version__} eager resnet50 (imagenet stem), reference recipe, {epochs} epochs, "
+          f"seed {seed}")
+    print(TABLE_HEADER)
     cumulative, accuracy = 0.0, 0.0
     for epoch in range(epochs):
         model.train()
@@ -90,8 +94,8 @@ def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
         with torch.no_grad():
             predictions = torch.cat([model(test_inputs[i:i + 256]).argmax(1) for i in range(0, len(test_inputs), 256)])
         accuracy = float((predictions == test_labels).float().mean())
-        print(f"{epoch + 1:>5} {np.mean(losses):>7.3f} {accuracy:>8.3f} {seconds:>8.1f} {cumulative:>11.1f} "
-              f"{steps * BATCH / seconds:>7.1f}", flush=True)
+        print(table_row(epoch + 1, float(np.mean(losses)), accuracy, seconds, cumulative, steps * BATCH / seconds),
+              flush=True)
     return accuracy, cumulative
 
 
@@ -101,13 +105,11 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     args = parser.parse_args()
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(cpu_count())
     results = [run(args.data_dir, seed, args.epochs) for seed in args.seeds]
     finals = [accuracy for accuracy, _ in results]
     seconds = [train_seconds for _, train_seconds in results]
-    print(f"\nseeds {args.seeds}: final test accuracy {', '.join(f'{a:.3f}' for a in finals)} "
-          f"(mean {sum(finals) / len(finals):.3f}); training s {', '.join(f'{t:.0f}' for t in seconds)} "
-          f"(mean {sum(seconds) / len(seconds):.0f})")
+    print("\n" + seeds_summary(args.seeds, finals, seconds))
     return 0
 
 
