@@ -53,11 +53,11 @@ def build_optimizer(params: Iterable[ms.Parameter], name: str, rates: List[float
     CPU, MindSpore 2.10 applies plain momentum with it, see tests/test_train.py.) Weight decay skips
     BatchNorm ``gamma``/``beta``, MindSpore's default.
     """
-    lr = ms.Tensor(np.array(rates, np.float32))
+    params, lr = list(params), ms.Tensor(np.array(rates, np.float32))
     if name == "sgd":
-        return nn.SGD(list(params), learning_rate=lr, momentum=momentum, nesterov=True,
+        return nn.SGD(params, learning_rate=lr, momentum=momentum, nesterov=True,
                       weight_decay=weight_decay, loss_scale=loss_scale)
-    return nn.Momentum(list(params), learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
+    return nn.Momentum(params, learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
                        loss_scale=loss_scale)
 
 

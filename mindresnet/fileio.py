@@ -1,4 +1,6 @@
-"""Atomic file writes: every file mindresnet writes goes through :func:`atomic_path`.
+"""Atomic file writes: the files mindresnet produces (checkpoints, config, metrics, figures,
+exports, class indices) go through :func:`atomic_path`. Downloads have their own work folder
+(``hub.fetch``), since the ``download`` package may leave files of its own beside the target.
 
 The content is written under a temporary name in the target's folder and renamed over the
 target only when the write succeeded, so a crash, Ctrl-C or full disk never leaves a half-written
@@ -11,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Union
 
-PathLike = Union[str, Path]
+PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager

@@ -101,9 +101,9 @@ class SmallMapConv2d(nn.Conv2d):
             return super().construct(x)
         kernel, stride = self.kernel_size[0], self.stride[-1]
         out_ch = self.out_channels
+        out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1  # 1x1 unpadded and 3x3 padded by 1 alike
         weight = ops.cast(self.weight, x.dtype)
         if kernel == 1:
-            out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1
             if stride != 1:
                 selector = ops.cast(_pick_selector(h, w, stride), x.dtype)
                 x = _MATMUL(x.reshape(n * c, h * w), selector).reshape(n, c, out_h, out_w)
@@ -114,7 +114,6 @@ class SmallMapConv2d(nn.Conv2d):
             return ops.transpose(out.reshape(n, out_h, out_w, out_ch), (0, 3, 1, 2))
         if h * w == 1 and stride == 1:  # only the centre tap sees a pixel; the rest read padding
             return _MATMUL_NT(x.reshape(n, c), weight[:, :, 1, 1]).reshape(n, out_ch, 1, 1)
-        out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1
         taps = _MATMUL(weight.reshape(out_ch * c, 9), ops.cast(_tap_selector(h, w, stride), x.dtype))
         dense_t = ops.transpose(taps.reshape(out_ch, c, h * w, out_h * out_w), (0, 3, 1, 2))
         out = _MATMUL_NT(x.reshape(n, c * h * w), dense_t.reshape(out_ch * out_h * out_w, c * h * w))
