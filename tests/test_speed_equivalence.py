@@ -38,6 +38,7 @@ def conv_and_grads(conv: nn.Cell, x: ms.Tensor):
 @pytest.mark.parametrize("kernel,stride,pad_mode,size", [
     (1, 1, "same", 2), (1, 2, "same", 2), (1, 2, "same", 3), (1, 1, "valid", 1),
     (3, 1, "pad", 1), (3, 1, "pad", 2), (3, 2, "pad", 2), (3, 2, "pad", 1), (3, 1, "same", 2),
+    (3, 1, "pad", (1, 2)), (3, 1, "pad", (2, 1)), (3, 2, "pad", (1, 3)), (1, 1, "same", (1, 3)),
     (3, 1, "pad", 4),  # above MAX_PIXELS: the native kernel
 ])
 def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
@@ -47,7 +48,8 @@ def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
     fast = nn.Conv2d(8, 12, kernel, stride, pad_mode=pad_mode, padding=1 if pad_mode == "pad" else 0)
     fast.weight.set_data(plain.weight.data.copy())
     assert use_small_map_gemm(fast) == 1 and isinstance(fast, SmallMapConv2d)
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((3, 8, size, size)).astype(np.float32))
+    height, width = size if isinstance(size, tuple) else (size, size)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((3, 8, height, width)).astype(np.float32))
     for expected, got in zip(conv_and_grads(plain, x), conv_and_grads(fast, x)):
         assert expected.shape == got.shape
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

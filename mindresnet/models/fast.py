@@ -7,9 +7,11 @@ matrix product (docs/REFERENCE.md §6). On a map of at most :data:`MAX_PIXELS` p
 
 * a 1x1 convolution as ``rows @ W.T`` on channels-last rows (for stride 2, the strided pick is
   itself a product with a one-hot matrix),
-* a 3x3 convolution on a 1x1 map with stride 1 from its centre tap alone (``x @ W[:, :, 1, 1].T``),
-* any other 3x3 convolution as ``x.flatten() @ D`` where ``D`` (``C*H*W`` x ``O*Ho*Wo``) is the
-  convolution written out as a dense matrix, built as ``W.reshape(O*C, 9) @ one-hot taps``.
+* a 3x3 convolution output pixel by output pixel, as ``x.flatten() @ D_p.T`` where
+  ``D_p`` (``O`` x ``C*H*W``) holds the weights linking every input pixel to pixel ``p``, built as
+  ``W.reshape(O*C, 9) @ one-hot taps`` (on a 1x1 map, only the centre tap). (One dense ``C*H*W`` x ``O*Ho*Wo`` matrix would need a
+  transpose, and MindSpore's CPU Transpose kernel keeps about 4x its tensor's size in memory from
+  compilation on: about 0.1 GB for ResNet-50.)
 
 All products use ``P.MatMul`` with transpose flags: its gradient needs no transpose ops, while
 ``ops.matmul``'s gradient transposes both operands explicitly (slow on CPU).
@@ -54,23 +56,21 @@ def eligible(conv: nn.Cell) -> bool:
 
 
 @constexpr
-def _tap_selector(height: int, width: int, stride: int):
-    """One-hot ``(9, H*W*Ho*Wo)`` matrix: column ``(ih, iw, oh, ow)`` picks the 3x3 tap linking them.
+def _tap_selector(height: int, width: int, stride: int, out_pixel: int):
+    """One-hot ``(9, H*W)`` matrix: column ``(ih, iw)`` picks the 3x3 tap linking it to ``out_pixel``.
 
-    ``W.reshape(O*C, 9) @ selector`` writes a convolution padded by 1 as a dense matrix (taps
-    that fall outside the kernel stay zero).
+    ``W.reshape(O*C, 9) @ selector`` gives, as ``(O, C*H*W)``, the weights of a convolution padded
+    by 1 that produce output pixel ``out_pixel`` (row-major); taps outside the kernel stay zero.
     """
     kernel, pad = 3, 1
-    out_h = (height + 2 * pad - kernel) // stride + 1
     out_w = (width + 2 * pad - kernel) // stride + 1
-    selector = np.zeros((kernel * kernel, height, width, out_h, out_w), np.float32)
+    oh, ow = divmod(out_pixel, out_w)
+    selector = np.zeros((kernel * kernel, height, width), np.float32)
     for ih in range(height):
         for iw in range(width):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    i, j = ih - stride * oh + pad, iw - stride * ow + pad
-                    if 0 <= i < kernel and 0 <= j < kernel:
-                        selector[i * kernel + j, ih, iw, oh, ow] = 1.0
+            i, j = ih - stride * oh + pad, iw - stride * ow + pad
+            if 0 <= i < kernel and 0 <= j < kernel:
+                selector[i * kernel + j, ih, iw] = 1.0
     return ms.Tensor(selector.reshape(kernel * kernel, -1))
 
 
@@ -112,11 +112,13 @@ class SmallMapConv2d(nn.Conv2d):
             if out_h * out_w == 1:
                 return out.reshape(n, out_ch, 1, 1)
             return ops.transpose(out.reshape(n, out_h, out_w, out_ch), (0, 3, 1, 2))
-        if h * w == 1 and stride == 1:  # only the centre tap sees a pixel; the rest read padding
-            return _MATMUL_NT(x.reshape(n, c), weight[:, :, 1, 1]).reshape(n, out_ch, 1, 1)
-        taps = _MATMUL(weight.reshape(out_ch * c, 9), ops.cast(_tap_selector(h, w, stride), x.dtype))
-        dense_t = ops.transpose(taps.reshape(out_ch, c, h * w, out_h * out_w), (0, 3, 1, 2))
-        out = _MATMUL_NT(x.reshape(n, c * h * w), dense_t.reshape(out_ch * out_h * out_w, c * h * w))
+        rows, taps = x.reshape(n, c * h * w), weight.reshape(out_ch * c, 9)
+        pixels = []
+        for pixel in range(out_h * out_w):
+            selector = ops.cast(_tap_selector(h, w, stride, pixel), x.dtype)
+            pixel_weight = _MATMUL(taps, selector).reshape(out_ch, c * h * w)
+            pixels.append(_MATMUL_NT(rows, pixel_weight))
+        out = pixels[0] if len(pixels) == 1 else ops.stack(pixels, axis=2)
         return out.reshape(n, out_ch, out_h, out_w)
 
 
