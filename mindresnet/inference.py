@@ -9,11 +9,14 @@ elsewhere carry none: then ``arch`` and ``num_classes`` (``--arch``/``--num-clas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import mindspore as ms
 
 from mindresnet.checkpoint import CheckpointError, read_checkpoint
 from mindresnet.models import ResNet, create_model
@@ -21,6 +24,8 @@ from mindresnet.models.pretrained import STEM_CONV, load_weights
 from mindresnet.runtime import DEVICES, DeviceError, setup_context
 
 PathLike = Union[str, os.PathLike]
+# Parameters built inside it stay uninitialised until loaded (MindSpore 2.10; deprecated there).
+_no_random_init = getattr(ms.nn.utils, "no_init_parameters", contextlib.nullcontext)
 
 DEFAULT_CKPT = "ckpt/resnet50-best.ckpt"  # where the default `python -m mindresnet.train` run puts it
 DEFAULT_DATA_DIR = "datasets-cifar10-bin"
@@ -58,9 +63,10 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
     path = Path(ckpt)
     params, stored = read_checkpoint(path)
     meta = _resolve_metadata(path, params, stored, arch, num_classes, stem, image_size, class_indices)
-    net = create_model(meta["arch"], num_classes=meta["num_classes"], stem=meta["stem"])
+    with _no_random_init():  # every parameter comes from the checkpoint: skip the He init (0.7 s for ResNet-50)
+        net = create_model(meta["arch"], num_classes=meta["num_classes"], stem=meta["stem"])
     try:
-        report = load_weights(net, path)
+        report = load_weights(net, path, params)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (built {_describe(meta)}{_source_hint(stored)})") from exc
     if report.skipped_head:

@@ -42,6 +42,14 @@ def test_load_trained_model_reads_metadata(model):
     assert not net.training
 
 
+def test_load_trained_model_takes_every_parameter_from_the_checkpoint(model, trained_ckpt):
+    # The net is built without random initialisation, so each value must come from the file.
+    net, _ = model
+    stored, _ = read_checkpoint(trained_ckpt)
+    for param in net.get_parameters():
+        np.testing.assert_array_equal(param.asnumpy(), stored[param.name].asnumpy(), err_msg=param.name)
+
+
 def test_confusion_matrix_counts_pairs():
     matrix = evaluate.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])

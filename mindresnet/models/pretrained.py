@@ -10,7 +10,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 from mindspore import Parameter
 
@@ -67,17 +67,20 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def load_weights(net: ResNet, path: Union[str, Path]) -> LoadReport:
+def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Dict[str, Parameter]] = None
+                 ) -> LoadReport:
     """Load a ``.ckpt`` of any supported naming into ``net``.
 
     A head (``fc``) of another shape is skipped and stays freshly initialised; so is the stem
     convolution of a ``cifar`` stem net fed ImageNet weights. Optimizer state is ignored.
+    ``params``: the file's parameters when the caller has already read them (``read_checkpoint``).
 
     Raises:
         CheckpointError: the file is unreadable, or a backbone parameter is missing or has
             another shape (the message names them).
     """
-    params, _ = read_checkpoint(path)
+    if params is None:
+        params, _ = read_checkpoint(path)
     source: Dict[str, Parameter] = {}
     report = LoadReport(source=str(path))
     for name, value in params.items():
