@@ -1,4 +1,4 @@
-"""Convolutions on small feature maps computed as one matrix product (a CPU speed-up).
+"""Convolutions on small feature maps computed as matrix products (a CPU speed-up).
 
 MindSpore's CPU convolution kernels (above all their backward passes) are very slow on the
 2x2 and 1x1 feature maps of a ResNet's last stages at 32x32 input, where the work is really a
@@ -7,11 +7,11 @@ matrix product (docs/REFERENCE.md §6). On a map of at most :data:`MAX_PIXELS` p
 
 * a 1x1 convolution as ``rows @ W.T`` on channels-last rows (for stride 2, the strided pick is
   itself a product with a one-hot matrix),
-* a 3x3 convolution output pixel by output pixel, as ``x.flatten() @ D_p.T`` where
-  ``D_p`` (``O`` x ``C*H*W``) holds the weights linking every input pixel to pixel ``p``, built as
-  ``W.reshape(O*C, 9) @ one-hot taps`` (on a 1x1 map, only the centre tap). (One dense ``C*H*W`` x ``O*Ho*Wo`` matrix would need a
-  transpose, and MindSpore's CPU Transpose kernel keeps about 4x its tensor's size in memory from
-  compilation on: about 0.1 GB for ResNet-50.)
+* a 3x3 convolution output pixel by output pixel, as ``x.flatten() @ D_p.T`` where ``D_p``
+  (``O`` x ``C*H*W``) holds the weights linking every input pixel to pixel ``p``, built as
+  ``W.reshape(O*C, 9) @ one-hot taps`` (on a 1x1 map, only the centre tap). One dense
+  ``C*H*W`` x ``O*Ho*Wo`` matrix would need a transpose, and MindSpore's CPU Transpose kernel keeps
+  about 4x its tensor's size in memory from compilation on (0.1 GB for ResNet-50).
 
 All products use ``P.MatMul`` with transpose flags: its gradient needs no transpose ops, while
 ``ops.matmul``'s gradient transposes both operands explicitly (slow on CPU).
@@ -89,7 +89,7 @@ def _pick_selector(height: int, width: int, stride: int):
 
 
 class SmallMapConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that runs as one matrix product on maps of at most :data:`MAX_PIXELS` pixels.
+    """``nn.Conv2d`` that runs as matrix products on maps of at most :data:`MAX_PIXELS` pixels.
 
     Obtained by :func:`use_small_map_gemm` from an eligible ``nn.Conv2d`` (same object, same
     parameter); the choice is static per input shape, so graph mode compiles only one path.
