@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be >= 0, got {args.topk}")
     for path in args.images:  # fail on a bad path before spending seconds on loading the model
         load_image(path).close()
-    net, meta = model_from_args(args, mode="pynative")  # no graph compile: 4.4 -> 3.2 s cold start
+    net, meta = model_from_args(args, mode="pynative")  # a few images do not repay a graph compile
     results = predict_images(net, meta, args.images, args.topk)
     if args.json:
         print(json.dumps({"checkpoint": str(args.ckpt), "predictions": results}))

@@ -10,7 +10,7 @@ import pytest
 import mindresnet
 from mindresnet import hub
 from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from mindresnet.models.pretrained import canonical_name, load_weights, pretrained_path
+from mindresnet.models.pretrained import canonical_name, pretrained_path
 
 X = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
 
