@@ -1,7 +1,10 @@
 """mindresnet: ResNet transfer learning for image classification with MindSpore."""
-from mindresnet.models import (ResidualBlock, ResidualBlockBase, ResNet, create_model, list_models, make_layer,
-                               resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d,
-                               resnext101_32x8d)
+from mindresnet.cpu_isa import apply_isa_cap
+
+apply_isa_cap()  # before any MindSpore kernel runs: see cpu_isa.py
+from mindresnet.models import (ResidualBlock, ResidualBlockBase, ResNet, create_model,  # noqa: E402
+                               list_models, make_layer, resnet18, resnet34, resnet50, resnet101,
+                               resnet152, resnext50_32x4d, resnext101_32x8d)
 
 __version__ = "0.1.0"
 

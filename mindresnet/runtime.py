@@ -1,9 +1,14 @@
 """MindSpore execution context: graph mode, device target and CPU threads, applied in one place."""
 from __future__ import annotations
 
+import logging
 import os
 
 import mindspore as ms
+
+from mindresnet.cpu_isa import isa_report
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("Ascend", "GPU", "CPU")
 
@@ -53,6 +58,7 @@ def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None 
         ) from exc
     if target == "CPU":
         _set_cpu_threads(threads or cpu_count())
+        logger.info("%s, %d kernel threads", isa_report(), threads or cpu_count())
     else:
         _check_backend(target)
     return target
