@@ -14,14 +14,11 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 import mindspore as ms
 
 from mindresnet.fileio import atomic_path
+from mindresnet.errors import CheckpointError
 
 META_KEY = "mindresnet_meta"
 
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, empty, corrupt, or does not fit the model."""
 
 
 def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Dict[str, Any]]:

@@ -17,15 +17,12 @@ from typing import Any, Dict, Optional, Sequence
 import yaml
 
 from mindresnet.fileio import write_text
+from mindresnet.errors import ConfigError
 
 LR_SCHEDULES = ("cosine", "onecycle", "step", "constant")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 DATASETS = ("cifar10", "folder")
 OPTIMIZERS = ("momentum", "sgd")
-
-
-class ConfigError(ValueError):
-    """A configuration value or file is invalid; the message names the flag or file."""
 
 
 @dataclass

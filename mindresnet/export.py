@@ -17,14 +17,11 @@ import numpy as np
 
 from mindresnet.fileio import atomic_path
 from mindresnet.inference import DEFAULT_CKPT, add_model_args, model_from_args, run_cli
+from mindresnet.errors import ExportError
 
 PathLike = Union[str, os.PathLike]
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 ASCEND_ONLY = ("AIR",)
-
-
-class ExportError(ValueError):
-    """The format is unknown or the backend cannot produce it; the message says what to use instead."""
 
 
 def export_model(net, out: PathLike, file_format: str = "MINDIR", batch_size: int = 1, image_size: int = 32,

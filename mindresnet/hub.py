@@ -15,13 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
+from mindresnet.errors import DownloadError
 
 MIRROR_ENV = "MINDRESNET_MIRROR"
 HOME_ENV = "MINDRESNET_HOME"
-
-
-class DownloadError(RuntimeError):
-    """A file could not be downloaded or failed its checks."""
 
 
 def cache_dir() -> Path:

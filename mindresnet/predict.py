@@ -17,13 +17,10 @@ import numpy as np
 
 from mindresnet import engine
 from mindresnet.inference import DEFAULT_CKPT, add_model_args, model_from_args, run_cli
+from mindresnet.errors import ImageError
 
 PathLike = Union[str, os.PathLike]
 CHUNK = 32  # images per forward pass
-
-
-class ImageError(ValueError):
-    """An input image is missing or cannot be decoded; the message names the file."""
 
 
 def load_image(path: PathLike):

@@ -7,14 +7,11 @@ import os
 import mindspore as ms
 
 from mindresnet.cpu_isa import isa_report
+from mindresnet.errors import DeviceError
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("Ascend", "GPU", "CPU")
-
-
-class DeviceError(RuntimeError):
-    """The requested device is unknown or its MindSpore backend is not available."""
 
 
 def cpu_count() -> int:

@@ -24,14 +24,11 @@ from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
 from mindresnet.runtime import DeviceError, setup_context
+from mindresnet.errors import TrainingDiverged
 
 logger = logging.getLogger("mindresnet.train")
 
 SCHEDULE_PARAMS = ("learning_rate", "momentum")  # optimizer entries that the config, not the checkpoint, sets
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass

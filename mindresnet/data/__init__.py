@@ -3,18 +3,12 @@
 Both readers validate their input up front and raise :class:`DataError` naming the bad file;
 which reader ran and what was skipped is logged on the ``mindresnet.data`` logger.
 """
-
-
-class DataError(ValueError):
-    """A dataset is missing, malformed or incomplete; the message names the file and the fix."""
-
-
-# The submodules import DataError from here, so it is defined before them.
-from mindresnet.data.constants import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10_URL, CLASS_FILE,  # noqa: E402
+from mindresnet.errors import DataError
+from mindresnet.data.constants import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10_URL, CLASS_FILE,
                                        IMAGENET_MEAN, IMAGENET_STD, RECORD_BYTES)
-from mindresnet.data.cifar10 import create_dataset_cifar10  # noqa: E402
-from mindresnet.data.folder import create_dataset_folder, read_class_indices  # noqa: E402
-from mindresnet.data.transforms import image_transforms, preprocess_image  # noqa: E402
+from mindresnet.data.cifar10 import create_dataset_cifar10
+from mindresnet.data.folder import create_dataset_folder, read_class_indices
+from mindresnet.data.transforms import image_transforms, preprocess_image
 
 __all__ = ["DataError", "create_dataset_cifar10", "create_dataset_folder", "read_class_indices",
            "image_transforms", "preprocess_image", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_URL",

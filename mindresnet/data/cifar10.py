@@ -25,7 +25,7 @@ import numpy as np
 from mindspore import dataset as ds
 
 from mindresnet import hub
-from mindresnet.data import DataError
+from mindresnet.errors import DataError
 from mindresnet.data.constants import (CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_SIZE, CIFAR10_URL,
                                        CLASS_FILE, RECORD_BYTES, STANDARD_RECORDS, TEST_FILE, TRAIN_PATTERN)
 from mindresnet.data.transforms import cifar10_transforms, map_and_batch, resolve_workers

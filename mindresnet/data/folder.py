@@ -17,7 +17,7 @@ from mindspore import dataset as ds
 from mindspore.dataset import vision
 from PIL import Image
 
-from mindresnet.data import DataError
+from mindresnet.errors import DataError
 from mindresnet.data.constants import DECODABLE_FORMATS, IMAGE_EXTENSIONS
 from mindresnet.data.transforms import folder_transforms, map_and_batch, resolve_workers
 from mindresnet.fileio import write_text
