@@ -35,8 +35,11 @@ from typing import List, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
 from mindresnet.config import TrainConfig  # noqa: E402
 from mindresnet.train import fit  # noqa: E402
+from sides import cpu_line, mindspore_side  # noqa: E402
 
 ANCHOR_ACCURACY, ANCHOR_SECONDS = 0.338, 485.0
 RECIPES = {
@@ -72,6 +75,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    print(f"{cpu_line()}\n{mindspore_side()}")
     finals, seconds = [], []
     for seed in args.seeds:
         accuracy, train_seconds = run(args, seed)

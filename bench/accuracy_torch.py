@@ -8,6 +8,9 @@ one-cycle LR table from ``mindresnet.engine.lr_schedule`` peaking at 0.05, SGD N
 0.9, weight decay 5e-4, batch 128 with the last incomplete batch dropped), 10 epochs, all cores.
 "train s" is the time of the epoch's training steps including batch preparation; evaluation is
 not counted, as in ``bench/accuracy.py``.
+Importing mindresnet's reader sets its oneDNN ISA cap (AVX2) in this process's environment; it is
+removed again (``sides.uncap_torch``) before PyTorch's oneDNN reads it at its first kernel, and the
+ISA PyTorch really dispatches is printed.
 
 Usage (PyTorch from bench/requirements.txt):
   python bench/accuracy_torch.py --seeds 1 2
@@ -32,7 +35,10 @@ from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from mindresnet.engine import lr_schedule  # noqa: E402
 from mindresnet.runtime import cpu_count  # noqa: E402
 from accuracy import RECIPES, TABLE_HEADER, seeds_summary, table_row  # noqa: E402
+from sides import cpu_line, torch_side, uncap_torch  # noqa: E402
 from torch_resnet import create_model  # noqa: E402
+
+uncap_torch()  # mindresnet's import capped oneDNN at AVX2: PyTorch must not inherit it
 
 RECIPE = RECIPES["reference"]
 BATCH = RECIPE["batch_size"]
@@ -106,6 +112,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     args = parser.parse_args()
     torch.set_num_threads(cpu_count())
+    print(f"{cpu_line()}\n{torch_side()}")
     results = [run(args.data_dir, seed, args.epochs) for seed in args.seeds]
     finals = [accuracy for accuracy, _ in results]
     seconds = [train_seconds for _, train_seconds in results]

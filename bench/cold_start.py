@@ -13,11 +13,16 @@ PNG. Then it times, from process start to exit after the printed result, alterna
 and reports the median and fastest of ``--repeats`` runs each. Both must print the same
 probabilities (checked: they are the same network on the same pixels). When
 ``mindresnet/predict.py`` does not exist, the mindresnet side is skipped with a note.
+
+Writing the checkpoint imports mindresnet here, which sets its oneDNN ISA cap in this process's
+environment: mindresnet runs get the environment this script started with, PyTorch runs the one
+of ``sides.torch_env`` (no cap). What each side runs on is printed before the timings.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +35,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from sides import cpu_line, mindspore_side, torch_env  # noqa: E402
+
+STARTING_ENV = dict(os.environ)  # before mindresnet's import adds its cap
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -58,16 +67,16 @@ def write_inputs(folder: Path, arch: str, torch_python: str) -> Dict[str, Path]:
                "torch.save({'state_dict': state_dict_from_mindspore(dict(np.load(sys.argv[2]))), "
                "'meta': json.loads(sys.argv[3])}, sys.argv[4])")
     subprocess.run([torch_python, "-c", convert, str(BENCH), str(arrays), json.dumps(meta), str(torch_ckpt)],
-                   check=True)
+                   check=True, env=torch_env())
     image = folder / "image.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
     return {"ckpt": ckpt, "torch_ckpt": torch_ckpt, "image": image}
 
 
-def timed_run(command: List[str]) -> Dict:
-    """Wall seconds from spawning ``command`` to its exit, and its stdout."""
+def timed_run(command: List[str], env: Dict[str, str]) -> Dict:
+    """Wall seconds from spawning ``command`` (in ``env``) to its exit, and its stdout."""
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr.strip().splitlines()[-3:]}")
@@ -101,11 +110,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       "--ckpt", str(paths["ckpt"])]
         else:
             note = "mindresnet/predict.py does not exist yet: mindresnet side skipped"
+        envs = {"pytorch": torch_env(STARTING_ENV), "mindresnet": STARTING_ENV}
         runs: Dict[str, List[Dict]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, command in commands.items():
-                runs[name].append(timed_run(command))
-    result = {"arch": args.arch, "repeats": args.repeats, "note": note}
+                runs[name].append(timed_run(command, envs[name]))
+    probe = subprocess.run([args.torch_python, "-c", "import sides; print(sides.torch_side())"], cwd=BENCH,
+                           capture_output=True, text=True, env=torch_env(STARTING_ENV))
+    sides = {"cpu": cpu_line(), "mindresnet": mindspore_side(), "pytorch": probe.stdout.strip() or probe.stderr}
+    print(f"{sides['cpu']}\n- mindresnet side: {sides['mindresnet']}\n- PyTorch side: {sides['pytorch']}")
+    result = {"arch": args.arch, "repeats": args.repeats, "note": note, "sides": sides}
     for name, done in runs.items():
         seconds = [run["seconds"] for run in done]
         result[name] = {"median_s": statistics.median(seconds), "min_s": min(seconds), "all_s": seconds,

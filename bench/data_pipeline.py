@@ -66,6 +66,10 @@ def main(argv=None) -> int:
     rates = parse_rates(args.train_images_per_s)
     from mindresnet.runtime import cpu_count
 
+    sys.path.insert(0, str(REPO / "bench"))
+    from sides import cpu_line, mindspore_side
+
+    print(f"{cpu_line()}\n{mindspore_side()}")
     print(f"data: {args.data_dir}  batch {args.batch_size}  epochs {args.epochs}  "
           f"workers {args.workers or cpu_count()} of {cpu_count()} cores")
     header = (f"{'size':>5} {'images':>7} {'seconds':>8} {'pipeline img/s':>15} {'train img/s':>12} "

@@ -98,6 +98,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for workers in args.workers:
             print(f"running {workers} worker(s) ...", file=sys.stderr, flush=True)
             results[workers] = run(workers, args, data, Path(tmp))
+    sys.path.insert(0, str(REPO / "bench"))
+    from sides import cpu_line, mindspore_side  # imports mindresnet: only after the runs, whose env it would cap
+
+    print(f"{cpu_line()}\n{mindspore_side()} (this process; each worker: the cores msrun pins it to)")
     print(f"{args.arch} (stem {args.stem}), {args.device}, batch {args.batch_size} per worker, "
           f"{args.steps} timed steps (epoch 2), {os.cpu_count()} CPU cores on this machine")
     print(table(results, args.batch_size))

@@ -23,7 +23,11 @@ How: each (framework, model, config) row runs in its own fresh subprocess, one a
 is excluded on both sides. The first step and one more warm-up step are not timed; then the
 step count is either ``--steps`` or as many as fill ``--seconds`` (at least 3). The table gives
 each mindresnet/PyTorch ratio (memory: lower is better). Timings need an otherwise idle machine:
-the load average before and after the run is printed next to the table.
+the load average before and after the run is printed next to the table, and so is what each side
+runs on (``bench/sides.py``): CPU model, AVX-512 or not, the oneDNN ISA cap in effect for MindSpore
+(``mindresnet.cpu_isa.isa_report()``), the ISA PyTorch's oneDNN really dispatches, and each side's
+threads. PyTorch rows start with the oneDNN ISA cap removed from their environment
+(``sides.torch_env``), so mindresnet's AVX2 cap never slows PyTorch down.
 """
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sides import cpu_count, cpu_line, mindspore_side, torch_env, torch_side  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -52,14 +59,6 @@ CONFIGS = {  # name: (stem, image side, batch)
 MODELS = ("resnet18", "resnet50")
 FRAMEWORKS = ("mindresnet", "pytorch")
 MIN_STEPS = 3
-
-
-def cpu_count() -> int:
-    """Cores this process may use (affinity-aware), as ``mindresnet.runtime.cpu_count``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def peak_rss_mib() -> float:
@@ -112,7 +111,8 @@ def child_mindresnet(model: str, stem: str, size: int, batch: int, steps: Option
     train = measure(lambda: losses.append(float(train_step(images, labels).asnumpy())), batch, steps, seconds)
     net.set_train(False)
     infer = measure(lambda: net(images).asnumpy(), batch, steps, infer_seconds)
-    return {"train": train, "infer": infer, "final_loss": losses[-1], "version": ms.__version__}
+    return {"train": train, "infer": infer, "final_loss": losses[-1], "version": ms.__version__,
+            "side": mindspore_side(cpu_count())}
 
 
 def child_pytorch(model: str, stem: str, size: int, batch: int, steps: Optional[int], seconds: float,
@@ -124,6 +124,7 @@ def child_pytorch(model: str, stem: str, size: int, batch: int, steps: Optional[
     from torch_resnet import create_model
 
     torch.set_num_threads(cpu_count())
+    side = torch_side()  # first: it reads oneDNN's one-time verbose header
     torch.manual_seed(0)
     net = create_model(model, num_classes=NUM_CLASSES, stem=stem).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
@@ -148,7 +149,8 @@ def child_pytorch(model: str, stem: str, size: int, batch: int, steps: Optional[
             net(images)
 
     infer = measure(infer_step, batch, steps, infer_seconds)
-    return {"train": train, "infer": infer, "final_loss": losses[-1], "version": torch.__version__}
+    return {"train": train, "infer": infer, "final_loss": losses[-1], "version": torch.__version__,
+            "side": side}
 
 
 def run_child(args: argparse.Namespace) -> int:
@@ -174,7 +176,8 @@ def spawn(framework: str, model: str, config: str, args: argparse.Namespace) -> 
         command += ["--steps", str(args.steps)]
     if args.no_small_map_gemm:
         command.append("--no-small-map-gemm")
-    env = dict(os.environ, GLOG_v=os.environ.get("GLOG_v", "3"))  # keep MindSpore's warnings out of the log
+    env = torch_env() if framework == "pytorch" else dict(os.environ)
+    env["GLOG_v"] = os.environ.get("GLOG_v", "3")  # keep MindSpore's warnings out of the log
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -184,14 +187,8 @@ def spawn(framework: str, model: str, config: str, args: argparse.Namespace) -> 
 
 
 def machine() -> Dict[str, str]:
-    """CPU model, usable cores and Python version of this machine."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": str(cpu_count()), "python": platform.python_version()}
+    """CPU model, AVX-512 or not, usable cores and Python version of this machine."""
+    return {"cpu": cpu_line(), "python": platform.python_version()}
 
 
 def ratio(ours: Optional[float], theirs: Optional[float]) -> str:
@@ -207,10 +204,11 @@ def lookup(row: Dict, *keys: str) -> Optional[float]:
 
 def markdown(rows: List[Dict], info: Dict) -> str:
     """The result table (one line per model and config) with the run's context above it."""
-    lines = [f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
-             f"MindSpore {info.get('mindspore', '?')}, PyTorch {info.get('torch', '?')}; "
+    lines = [f"Machine: {info['cpu']}; Python {info['python']}; "
              f"load average {info['load_before']} before, {info['load_after']} after; "
-             f"{info['minutes']:.1f} min; small-map GEMM {info['small_map_gemm']}.", "",
+             f"{info['minutes']:.1f} min; small-map GEMM {info['small_map_gemm']}.",
+             f"- mindresnet side: {info.get('mindspore_side', '?')}",
+             f"- PyTorch side: {info.get('torch_side', '?')}", "",
              "| model | config | train img/s mindresnet | train img/s PyTorch | ratio | infer img/s mindresnet "
              "| infer img/s PyTorch | ratio | peak RSS MiB mindresnet | peak RSS MiB PyTorch | ratio "
              "| first step s mindresnet | first step s PyTorch |",
@@ -269,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if "error" in row:
                     print(f"{framework:10s} {model} {config}: ERROR {row['error']}", flush=True)
                 else:
-                    info["mindspore" if framework == "mindresnet" else "torch"] = row["version"]
+                    info["mindspore_side" if framework == "mindresnet" else "torch_side"] = row["side"]
                     print(f"{framework:10s} {model} {config}: train {row['train']['images_per_s']:.1f} img/s "
                           f"({row['train']['steps']} steps), infer {row['infer']['images_per_s']:.1f} img/s, "
                           f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
