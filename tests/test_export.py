@@ -1,46 +1,124 @@
-"""mindresnet.export: MINDIR round trip, ONNX file, clear errors for formats the backend cannot write."""
+"""mindresnet.export: MINDIR round trip (fixed and dynamic batch), the printed input contract, clear errors.
+
+The checkpoints are built here (random weights, randomised BatchNorm statistics, training's
+metadata), so these tests need no dataset. ONNX against onnxruntime: test_export_onnx.py.
+"""
 from __future__ import annotations
+
+import stat
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 
+from conftest import CLASS_NAMES
 from mindresnet import export
-from mindresnet.inference import load_trained_model
+from mindresnet.checkpoint import save_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.trained import load_trained_model
+from mindresnet.models import create_model
+
+MEAN, STD = [0.5, 0.25, 0.125], [0.2, 0.3, 0.4]  # not any dataset's, so the printout must come from the file
+
+
+def write_checkpoint(path: Path, arch: str = "resnet18", stem: str = "cifar", image_size: int = 32,
+                     seed: int = 0, **model_kwargs) -> Path:
+    """A checkpoint as training writes it, of random weights and random BatchNorm statistics.
+
+    Moving means and variances far from their 0/1 defaults make an exporter that drops or
+    misapplies them visible in the outputs.
+    """
+    rng = np.random.default_rng(seed)
+    ms.set_seed(seed)
+    net = create_model(arch, num_classes=len(CLASS_NAMES), stem=stem, **model_kwargs)
+    for param in net.get_parameters():
+        leaf = param.name.rpartition(".")[2]
+        if leaf in ("moving_mean", "beta"):
+            param.set_data(ms.Tensor(rng.normal(0.0, 0.3, param.shape).astype(np.float32)))
+        elif leaf in ("moving_variance", "gamma"):
+            param.set_data(ms.Tensor(rng.uniform(0.5, 1.5, param.shape).astype(np.float32)))
+    meta = CheckpointMeta(arch=arch, num_classes=len(CLASS_NAMES), stem=stem, image_size=image_size, mean=MEAN,
+                          std=STD, class_names=CLASS_NAMES, dataset="cifar10" if image_size <= 32 else "folder",
+                          **model_kwargs)
+    return save_checkpoint(net, path, meta)
+
+
+def random_batch(batch: int, size: int = 32, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
-def model(trained_ckpt):
-    return load_trained_model(trained_ckpt)
+def ckpt(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "resnet18-best.ckpt")
+
+
+@pytest.fixture(scope="module")
+def model(ckpt):
+    return load_trained_model(ckpt)
 
 
 def test_mindir_round_trip_gives_the_same_outputs(model, tmp_path):
     net, meta = model
-    out = export.export_model(net, tmp_path / "model", "MINDIR", batch_size=2, image_size=meta["image_size"])
+    out = export.export_model(net, tmp_path / "model", "MINDIR", batch_size=2, image_size=meta.image_size)
     assert out == tmp_path / "model.mindir" and [p.name for p in tmp_path.iterdir()] == ["model.mindir"]
     graph = ms.nn.GraphCell(ms.load(str(out)))
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    x = ms.Tensor(random_batch(2))
     np.testing.assert_allclose(graph(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_onnx_export_writes_an_onnx_model(model, tmp_path):
+def test_mindir_with_dynamic_batch_takes_any_batch_size(model, tmp_path):
     net, _ = model
-    out = export.export_model(net, tmp_path / "model.onnx", "onnx")
-    data = out.read_bytes()
-    # An ONNX ModelProto starts with field 1 (ir_version, varint); the producer name follows.
-    assert out.name == "model.onnx" and data[:1] == b"\x08" and b"MindSpore" in data[:64]
+    graph = ms.nn.GraphCell(ms.load(str(export.export_model(net, tmp_path / "m", "MINDIR", dynamic_batch=True))))
+    for batch in (1, 3):
+        x = ms.Tensor(random_batch(batch, seed=batch))
+        np.testing.assert_allclose(graph(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_export_cli_writes_next_to_the_checkpoint_by_default(trained_ckpt, tmp_path, capsys):
-    ckpt = tmp_path / "resnet18-best.ckpt"
-    ckpt.write_bytes(trained_ckpt.read_bytes())
-    assert export.main(["--ckpt", str(ckpt), "--format", "MINDIR"]) == 0
+def test_onnx_with_dynamic_batch_is_a_clear_error(ckpt, model, tmp_path, capsys):
+    with pytest.raises(export.ExportError, match="--dynamic-batch is not possible with --format ONNX"):
+        export.export_model(model[0], tmp_path / "m.onnx", "ONNX", dynamic_batch=True)
+    code = export.main(["--ckpt", str(ckpt), "--format", "onnx", "--dynamic-batch", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "--batch-size" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_cli_writes_next_to_the_checkpoint_and_prints_the_input_contract(ckpt, tmp_path, capsys):
+    copy = tmp_path / "resnet18-best.ckpt"
+    copy.write_bytes(ckpt.read_bytes())
+    assert export.main(["--ckpt", str(copy), "--format", "MINDIR", "--batch-size", "4"]) == 0
     assert (tmp_path / "resnet18-best.mindir").is_file()
-    assert str(tmp_path / "resnet18-best.mindir") in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"exported resnet18 (MINDIR) to {tmp_path / 'resnet18-best.mindir'}"
+    facts = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:]}
+    assert facts["input"] == "x: float32 [4, 3, 32, 32] (NCHW, RGB)"
+    assert facts["resize"] == "straight to 32x32 (bilinear)"
+    assert facts["mean"] == "0.5, 0.25, 0.125" and facts["std"] == "0.2, 0.3, 0.4"
+    assert facts["output"].startswith("float32 [4, 10] logits")
+    assert facts["classes"] == "from the checkpoint's metadata: " + ", ".join(CLASS_NAMES)
 
 
-def test_air_on_cpu_is_a_clear_error(trained_ckpt, tmp_path, capsys):
-    code = export.main(["--ckpt", str(trained_ckpt), "--format", "AIR", "--out", str(tmp_path / "m.air")])
+def test_contract_of_a_large_input_and_dynamic_batch(model):
+    net, meta = model
+    text = export.deployment_contract(net, meta.replace(image_size=224, class_names_from=None), dynamic_batch=True)
+    assert "input    x: float32 [N, 3, 224, 224] (NCHW, RGB), N any batch size" in text
+    assert "shorter side to 256 px (bilinear), then centre crop 224x224" in text
+    assert "classes  from nowhere (generic class_<i> names)" in text
+
+
+def test_onnx_export_keeps_the_folder_permissions(model, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    out = export.export_model(model[0], folder / "model.onnx", "onnx")
+    assert out.read_bytes()[:1] == b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # MindSpore's ONNX writer alone sets it to 0700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_air_on_cpu_is_a_clear_error(ckpt, tmp_path, capsys):
+    code = export.main(["--ckpt", str(ckpt), "--format", "AIR", "--out", str(tmp_path / "m.air")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "Ascend" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
