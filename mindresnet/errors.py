@@ -41,3 +41,7 @@ class ImageError(MindresnetError, ValueError):
 
 class TrainingDiverged(MindresnetError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class WriteError(MindresnetError, OSError):
+    """An output file could not be written (full disk, permissions); the previous file is unchanged."""

@@ -3,36 +3,90 @@ exports, class indices) go through :func:`atomic_path`. Downloads have their own
 (``hub.fetch``), since the ``download`` package may leave files of its own beside the target.
 
 The content is written under a temporary name in the target's folder and renamed over the
-target only when the write succeeded, so a crash, Ctrl-C or full disk never leaves a half-written
-checkpoint, log or figure under the final name (the old file stays whole).
+target only when the write succeeded (and, when asked, the new file passed a check), so a crash,
+a signal or a full disk never leaves a half-written checkpoint, log or figure under the final
+name: the old file stays whole. A failed write raises :class:`~mindresnet.errors.WriteError`
+naming the file. With ``keep_backup`` the file being replaced stays beside it as
+``<name>.bak`` (see :func:`backup_path`), for a target that must survive a later bad copy.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Optional, Union
+
+from mindresnet.errors import WriteError
 
 PathLike = Union[str, os.PathLike]
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def backup_path(path: PathLike) -> Path:
+    """Where :func:`atomic_path` keeps the previous version of ``path``: ``<path>.bak``."""
+    path = Path(path)
+    return path.with_name(path.name + ".bak")
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: PathLike, suffix: str = "", keep_backup: bool = False,
+                verify: Optional[Callable[[Path], object]] = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
 
     Args:
         path: the final file (its folder is created).
         suffix: appended to the temporary name, for writers that pick the format from it
             (``savefig``) or append an extension to names without it (``ms.save_checkpoint``).
+        keep_backup: move the current ``path`` (if any) to :func:`backup_path` just before the
+            new file takes its name, so that one previous version always survives.
+        verify: called with the temporary file once written; an exception there keeps the old
+            ``path`` (and its backup) untouched and propagates.
+
+    Raises:
+        WriteError: the write or the rename failed with an OSError (full disk, permissions);
+            the message names ``path`` and says that the previous file is unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        if verify is not None:
+            verify(tmp)
+        if keep_backup and path.exists():
+            _replace_backup(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, WriteError):
+            raise
+        raise write_error(path, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """A WriteError for ``path`` that says what failed and what to do."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in NO_SPACE:
+        fix = (f"Free space on the disk of {path.parent} (or write to another disk, e.g. --ckpt-dir / "
+               "--out), then run again.")
+    else:
+        fix = f"Check that {path.parent} is writable, then run again."
+    kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+    return WriteError(exc.errno or errno.EIO, f"Could not write {path}: {reason} ({kept}). {fix}")
+
+
+def _replace_backup(path: Path) -> None:
+    """Make ``<path>.bak`` a copy of ``path`` (a hard link: instant, no extra space, ``path`` stays)."""
+    backup = backup_path(path)
+    staging = backup.with_name(f".{backup.name}.tmp{os.getpid()}")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(path, staging)
+    except OSError:  # a file system without hard links
+        os.replace(path, staging)
+    os.replace(staging, backup)
 
 
 def write_text(path: PathLike, text: str) -> Path:

@@ -57,11 +57,21 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def offline_hint(url: str, dest: Path) -> str:
-    """The sentence every failed download ends with: where to put the file by hand."""
+    """The sentence every failed download ends with: the two ways to work without the network."""
+    name = url.rsplit("/", 1)[-1]
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    via = f" (now {MIRROR_ENV}={mirror})" if mirror else ""
     return (
-        f"Download the file from {url} yourself and place it at {dest}, "
-        f"or set {MIRROR_ENV}=<base url> to a server that serves the same file name."
+        f"To work offline, either copy the file {name} (from {url}, fetched on another machine) to "
+        f"{dest}, or set {MIRROR_ENV}=<base url> to a server that serves {name}{via}."
     )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The root cause of a failed download in a few words (``Connection refused``, ``HTTP Error 404``)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return str(getattr(exc, "reason", None) or exc).strip()
 
 
 def fetch(
@@ -76,7 +86,8 @@ def fetch(
     Args:
         url: original URL; ``$MINDRESNET_MIRROR`` is applied here.
         dest: final path of the file.
-        sha256: expected hex digest, checked when given.
+        sha256: expected hex digest, or its leading digits (at least 8, as MindCV and
+            torchvision put in their file names), checked when given.
         verify: extra check that raises on a bad file (e.g. "loads as a checkpoint").
         progressbar: show a progress bar while downloading.
 
@@ -98,8 +109,9 @@ def fetch(
                 download(real_url, str(partial), kind="file", progressbar=progressbar,
                          replace=True, verbose=False)
             except Exception as exc:  # network errors come in many types
+                source = url if real_url == url else f"{url} (from the mirror: {real_url})"
                 raise DownloadError(
-                    f"Could not download {real_url}: {exc}. {offline_hint(real_url, dest)}"
+                    f"Could not download {source}: {failure_reason(exc)}. {offline_hint(url, dest)}"
                 ) from exc
             _check(partial, real_url, sha256, verify)
             os.replace(partial, dest)
@@ -111,7 +123,7 @@ def fetch(
 def _check(path: Path, url: str, sha256: Optional[str], verify: Optional[Callable[[Path], None]]) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         raise DownloadError(f"{path} is empty (a failed download from {url}). Delete it and retry.")
-    if sha256 and sha256_of(path) != sha256:
+    if sha256 and not sha256_of(path).startswith(sha256.lower()):
         raise DownloadError(
             f"{path} does not match the published SHA-256 {sha256} of {url}: the file is "
             "partial or altered. Delete it and retry."

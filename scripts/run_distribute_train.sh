@@ -132,8 +132,46 @@ msrun_args=(--worker_num="$total" --local_worker_num="$workers" --master_addr="$
 echo "msrun: $total rank(s) ($nodes node(s) x $workers), this node $node_rank; per-device batch $batch_size," \
      "global batch $((total * batch_size)); logs in $log_dir"
 echo "+ $msrun ${msrun_args[*]} python -m mindresnet.train ${train_args[*]}"
+
+# SIGTERM (a scheduler's preemption) or Ctrl-C reaches this script only: msrun runs in a session
+# of its own, since on SIGINT it SIGKILLs every worker before rank 0 could save. The script asks
+# the workers on this node to stop (SIGTERM): rank 0 finishes its step, saves <arch>-last.ckpt and
+# exits; msrun then ends the other ranks, which keep stepping until then so that rank 0 never
+# waits for them. Whatever is still running STOP_GRACE seconds later is killed.
+stop_signal=""
+stop_workers() {
+  [[ -z "$stop_signal" ]] || return 0
+  stop_signal="$1"
+  echo "launcher: SIG$1 received: stopping the workers; rank 0 saves $ckpt_dir/<arch>-last.ckpt" >&2
+  local pid
+  for pid in $(pgrep -P "$msrun_pid" || true); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'MS_ROLE=MS_WORKER'; then
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  (
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    sleep "${STOP_GRACE:-120}" & nap=$!
+    wait "$nap"
+    kill -KILL -- "-$msrun_pid" $(pgrep -P "$msrun_pid" || true)
+  ) </dev/null >/dev/null 2>&1 &
+  watchdog_pid=$!
+}
+trap 'stop_workers INT' INT
+trap 'stop_workers TERM' TERM
+setsid "$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" &
+msrun_pid=$!
 rc=0
-"$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" || rc=$?
+while :; do
+  wait "$msrun_pid" && rc=0 || rc=$?
+  kill -0 "$msrun_pid" 2>/dev/null || break  # else a trapped signal interrupted the wait
+done
+if [[ -n "$stop_signal" ]]; then
+  kill "$watchdog_pid" 2>/dev/null || true
+  code=$((128 + $(kill -l "$stop_signal")))
+  echo "launcher: stopped by SIG$stop_signal; continue the run with the same command and --resume" >&2
+  exit "$code"
+fi
 if ((rc == 0)); then
   exit 0
 fi
