@@ -1,0 +1,305 @@
+"""Faults: full disks and bad files, offline downloads, signals, the launcher's stop, console commands."""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindresnet import hub
+from mindresnet.errors import DownloadError, WriteError
+from mindresnet.fileio import atomic_path, backup_path, save_figure, write_text
+from mindresnet.preemption import Preempted, StopSignals, epoch_batches, epoch_seed
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+CONSOLE_COMMANDS = {"mindresnet-train": "train", "mindresnet-evaluate": "evaluate", "mindresnet-predict": "predict",
+                    "mindresnet-visualize": "visualize", "mindresnet-export": "export"}
+
+
+# --- writes: backups and full disks ----------------------------------------------------------
+
+def test_keep_backup_holds_the_previous_version(tmp_path):
+    target = tmp_path / "resnet18-last.ckpt"
+    for version in ("one", "two", "three"):
+        with atomic_path(target, keep_backup=True) as tmp:
+            tmp.write_text(version)
+    assert target.read_text() == "three"
+    assert backup_path(target).read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18-last.ckpt", "resnet18-last.ckpt.bak"]
+
+
+def test_a_new_file_that_fails_its_check_replaces_nothing(tmp_path):
+    target = tmp_path / "resnet18-last.ckpt"
+    for version in ("one", "two"):
+        with atomic_path(target, keep_backup=True) as tmp:
+            tmp.write_text(version)
+
+    def unreadable(path):
+        raise ValueError(f"{path} is truncated")
+
+    with pytest.raises(ValueError, match="truncated"):
+        with atomic_path(target, keep_backup=True, verify=unreadable) as tmp:
+            tmp.write_text("three, cut sh")
+    assert target.read_text() == "two" and backup_path(target).read_text() == "one"
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def half_then_no_space(path):
+    Path(path).write_bytes(b"half a file")
+    no_space()
+
+
+def write_config(path, monkeypatch):
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: half_then_no_space(self))
+    write_text(path, "arch: resnet18\n")
+
+
+def write_metrics_file(path, monkeypatch):
+    from mindresnet import metrics_log
+
+    class FullDiskWriter:
+        def __init__(self, handle, **kwargs):
+            self.handle = handle
+
+        def writeheader(self):
+            self.handle.write("epoch,loss\n")
+            no_space()
+
+    monkeypatch.setattr(metrics_log.csv, "DictWriter", FullDiskWriter)
+    metrics_log.write_metrics([{"epoch": 1, "loss": 0.5}], path)
+
+
+def write_figure(path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    monkeypatch.setattr(fig, "savefig", lambda target, **kwargs: half_then_no_space(target))
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def write_ckpt(path, monkeypatch):
+    import mindspore as ms
+
+    from mindresnet.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(ms, "save_checkpoint", lambda obj, target, **kwargs: half_then_no_space(target))
+    save_checkpoint([ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")], path)
+
+
+@pytest.mark.parametrize("name, writer", [("config.yaml", write_config), ("metrics.csv", write_metrics_file),
+                                          ("training_curves.png", write_figure), ("resnet18-last.ckpt", write_ckpt)])
+def test_a_full_disk_keeps_the_old_file_and_says_what_to_do(tmp_path, monkeypatch, name, writer):
+    target = tmp_path / name
+    target.write_bytes(b"the old, complete file")
+    with pytest.raises(WriteError) as caught:
+        writer(target, monkeypatch)
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOSPC
+    assert f"Could not write {target}: No space left on device" in message
+    assert "previous file is unchanged" in message and "Free space on the disk" in message
+    assert target.read_bytes() == b"the old, complete file"
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_a_write_error_names_a_file_that_did_not_exist(tmp_path, monkeypatch):
+    with pytest.raises(WriteError, match="nothing was written"):
+        write_config(tmp_path / "config.yaml", monkeypatch)
+
+
+# --- offline downloads --------------------------------------------------------------------------
+
+def test_offline_download_names_url_cache_path_and_both_fixes(tmp_path, closed_port_url, monkeypatch):
+    monkeypatch.delenv(hub.MIRROR_ENV, raising=False)
+    dest = tmp_path / "cache" / "checkpoints" / "resnet18-1e65cd21.ckpt"
+    url = closed_port_url + "toolkits/resnet18-1e65cd21.ckpt"
+    with pytest.raises(DownloadError) as caught:
+        hub.fetch(url, dest, progressbar=False)
+    message = str(caught.value)
+    assert message.startswith(f"Could not download {url}: ") and "Connection refused" in message
+    assert f"copy the file resnet18-1e65cd21.ckpt (from {url}, fetched on another machine) to {dest}" in message
+    assert "set MINDRESNET_MIRROR=<base url> to a server that serves resnet18-1e65cd21.ckpt" in message
+    assert "Traceback" not in message and not dest.exists()
+
+
+def test_a_dead_mirror_is_named_next_to_the_original_url(tmp_path, closed_port_url, monkeypatch):
+    from mindresnet.models import pretrained
+
+    monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.MIRROR_ENV, closed_port_url + "mirror")
+    with pytest.raises(DownloadError) as caught:
+        pretrained.download_pretrained("resnet18")
+    message = str(caught.value)
+    official = re.match(r"Could not download (https://\S+/(\S+\.ckpt)) \(from the mirror: (\S+)\)", message)
+    assert official, message
+    assert official.group(3) == f"{closed_port_url}mirror/{official.group(2)}"
+    assert str(tmp_path / "home" / "checkpoints" / official.group(2)) in message
+    assert f"(now MINDRESNET_MIRROR={closed_port_url}mirror)" in message
+
+
+def test_offline_cifar10_download_says_where_the_files_go(tmp_path, closed_port_url, monkeypatch):
+    from mindresnet.data.cifar10 import download_cifar10
+
+    monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.MIRROR_ENV, closed_port_url)
+    with pytest.raises(DownloadError) as caught:
+        download_cifar10(tmp_path / "data")
+    message = str(caught.value)
+    assert str(tmp_path / "home" / "datasets" / "cifar-10-binary.tar.gz") in message
+    assert str(tmp_path / "data" / "cifar-10-batches-bin") in message and "MINDRESNET_MIRROR" in message
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_at_the_next_check(signum, code):
+    before = signal.getsignal(signum)
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.01)  # the handler has run: the work in progress went on
+        assert stop.requested
+        with pytest.raises(Preempted) as caught:
+            stop.check()
+    assert caught.value.exit_code == code and isinstance(caught.value, KeyboardInterrupt)
+    assert signal.getsignal(signum) is before
+
+
+def test_a_signal_during_abortable_work_stops_it_at_once():
+    with StopSignals() as stop:
+        started = time.perf_counter()
+        with pytest.raises(Preempted):
+            with stop.abortable():
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(500):
+                    time.sleep(0.01)
+        assert time.perf_counter() - started < 1.0
+        with pytest.raises(Preempted):  # a pending stop also refuses to start abortable work
+            with stop.abortable():
+                pass
+
+
+def test_a_non_leader_rank_keeps_stepping_then_exits_after_its_grace():
+    code = ("import os, signal, time\n"
+            "from mindresnet.preemption import StopSignals\n"
+            "with StopSignals(leader=False, peer_grace_s=0.5) as stop:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    for step in range(300):\n"
+            "        stop.check()\n"
+            "        print(step, flush=True)\n"
+            "        time.sleep(0.01)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 143, result.stderr
+    steps = result.stdout.split()
+    assert 5 < len(steps) < 300  # stepped on after the signal, ended by the grace timer
+
+
+# --- data order --------------------------------------------------------------------------------
+
+def batches_of(dataset, seed, epoch, skip=0, count=4):
+    out = []
+    for images, labels in epoch_batches(dataset, seed, epoch, skip):
+        out.append((images.asnumpy(), labels.asnumpy()))
+        if len(out) == count:
+            break
+    return out
+
+
+def test_each_epoch_has_its_own_order_reproducible_from_seed_and_epoch(tiny_cifar):
+    from mindresnet.data import create_dataset_cifar10
+
+    assert len({epoch_seed(1, 0), epoch_seed(1, 1), epoch_seed(2, 0)}) == 3
+    dataset, _ = create_dataset_cifar10(tiny_cifar, "train", batch_size=8, workers=2)
+    epoch0, epoch1 = batches_of(dataset, 1, 0), batches_of(dataset, 1, 1)
+    assert not np.array_equal(epoch0[0][0], epoch1[0][0])  # reshuffled and re-augmented
+    fresh, _ = create_dataset_cifar10(tiny_cifar, "train", batch_size=8, workers=2)
+    again = batches_of(fresh, 1, 1)  # a new pipeline (as in a resumed process), epoch 1 first
+    resumed = batches_of(dataset, 1, 1, skip=2, count=2)
+    for (images, labels), (images2, labels2) in zip(epoch1, again):
+        np.testing.assert_array_equal(images, images2)
+        np.testing.assert_array_equal(labels, labels2)
+    for (images, labels), (images2, labels2) in zip(epoch1[2:], resumed):
+        np.testing.assert_array_equal(images, images2)
+        np.testing.assert_array_equal(labels, labels2)
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+FAKE_WORKER = """
+import os, signal, sys, time
+rank, folder = os.environ["FAKE_RANK"], os.environ["FAKE_DIR"]
+def on_signal(signum, frame):
+    open(os.path.join(folder, f"rank{rank}.signal"), "w").write(str(signum))
+    if rank == "0":
+        sys.exit(128 + signum)  # rank 0 saves and exits; the others keep stepping
+signal.signal(signal.SIGTERM, on_signal)
+open(os.path.join(folder, f"rank{rank}.ready"), "w").close()
+for _ in range(600):
+    time.sleep(0.1)
+"""
+
+FAKE_MSRUN = """#!/usr/bin/env bash
+# Like msrun: workers in sessions of their own; when one fails, SIGKILL the others and fail.
+pids=()
+for rank in 0 1; do
+  MS_ROLE=MS_WORKER FAKE_RANK=$rank FAKE_DIR="{folder}" setsid "{python}" "{folder}/worker.py" &
+  pids+=($!)
+done
+while kill -0 "${{pids[0]}}" 2>/dev/null; do sleep 0.1; done
+kill -KILL "${{pids[1]}}"
+exit 1
+"""
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_launcher_stops_the_workers_and_rank0_saves(tmp_path, signum, code):
+    (tmp_path / "worker.py").write_text(FAKE_WORKER)
+    msrun = tmp_path / "fake-msrun"
+    msrun.write_text(FAKE_MSRUN.format(folder=tmp_path, python=sys.executable))
+    msrun.chmod(msrun.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PYTHON": sys.executable, "MSRUN": str(msrun)}
+    launcher = subprocess.Popen(["bash", str(REPO / "scripts" / "run_distribute_train.sh"), "--device", "CPU",
+                                 "--workers", "2", "--ckpt-dir", str(tmp_path / "run")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not all((tmp_path / f"rank{r}.ready").exists() for r in (0, 1)) and time.time() < deadline:
+        time.sleep(0.1)
+    launcher.send_signal(signum)
+    stdout, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == code, stdout + stderr
+    assert (tmp_path / "rank0.signal").read_text() == str(int(signal.SIGTERM))
+    assert "continue the run with the same command and --resume" in stderr
+    assert "last lines of" not in stderr  # a requested stop is not reported as a failure
+
+
+# --- console commands --------------------------------------------------------------------------
+
+def test_console_commands_are_installed_and_match_python_m():
+    for command, module in CONSOLE_COMMANDS.items():
+        script = BIN / command
+        assert script.is_file(), f"{script} missing: run pip install -e ."
+        assert f"from mindresnet.{module} import main" in script.read_text()
+    by_command = subprocess.run([str(BIN / "mindresnet-train"), "--help"], capture_output=True, text=True,
+                                timeout=120)
+    by_module = subprocess.run([sys.executable, "-m", "mindresnet.train", "--help"], capture_output=True,
+                               text=True, timeout=120)
+    assert by_command.returncode == by_module.returncode == 0
+    assert by_command.stdout == by_module.stdout and "--resume" in by_command.stdout
