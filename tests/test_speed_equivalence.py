@@ -39,6 +39,8 @@ def conv_and_grads(conv: nn.Cell, x: ms.Tensor):
     (1, 1, "same", 2), (1, 2, "same", 2), (1, 2, "same", 3), (1, 1, "valid", 1),
     (3, 1, "pad", 1), (3, 1, "pad", 2), (3, 2, "pad", 2), (3, 2, "pad", 1), (3, 1, "same", 2),
     (3, 1, "pad", (1, 2)), (3, 1, "pad", (2, 1)), (3, 2, "pad", (1, 3)), (1, 1, "same", (1, 3)),
+    # 'same' on stride 2 pads only bottom/right of an even side (tutorial and mindspore/models convs)
+    (3, 2, "same", 2), (3, 2, "same", 1), (3, 2, "same", (1, 2)), (3, 2, "same", (2, 3)), (3, 1, "same", (1, 4)),
     (3, 1, "pad", 4),  # above MAX_PIXELS: the native kernel
 ])
 def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
@@ -58,14 +60,15 @@ def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
 def test_only_exact_convolutions_are_switched():
     assert not eligible(nn.Conv2d(4, 4, 3, group=2, pad_mode="pad", padding=1))
     assert not eligible(nn.Conv2d(4, 4, 3, has_bias=True, pad_mode="pad", padding=1))
-    assert not eligible(nn.Conv2d(4, 4, 3, stride=2, pad_mode="same"))  # asymmetric padding
+    assert not eligible(nn.Conv2d(4, 4, 3, pad_mode="pad", padding=(0, 1, 1, 1)))  # asymmetric 'pad'
     assert not eligible(nn.Conv2d(4, 4, 7, stride=2, pad_mode="pad", padding=3))
     assert eligible(nn.Conv2d(4, 4, 1)) and eligible(nn.Conv2d(4, 4, 3, pad_mode="pad", padding=1))
+    assert eligible(nn.Conv2d(4, 4, 3, stride=2, pad_mode="same"))  # its bottom/right padding is reproduced
 
 
-def tiny_net(block) -> ResNet:
+def tiny_net(block, convention="mindcv") -> ResNet:
     """One block per stage: at 32x32 with the ImageNet stem, stages 3 and 4 run on 2x2 and 1x1 maps."""
-    return ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet")
+    return ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet", convention=convention)
 
 
 def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: bool):
@@ -74,10 +77,12 @@ def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: 
     return [float(step(images, labels).asnumpy()) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("block", [ResidualBlockBase, ResidualBlock], ids=["basic", "bottleneck"])
-def test_fast_train_step_gives_the_plain_losses(block):
+@pytest.mark.parametrize("block,convention", [(ResidualBlockBase, "mindcv"), (ResidualBlock, "mindcv"),
+                                              (ResidualBlock, "tutorial")],
+                         ids=["basic", "bottleneck", "bottleneck-same-padding"])
+def test_fast_train_step_gives_the_plain_losses(block, convention):
     ms.set_seed(0)
-    plain, fast = tiny_net(block), tiny_net(block)
+    plain, fast = tiny_net(block, convention), tiny_net(block, convention)
     ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
     names = [(p.name, p.shape) for p in fast.get_parameters()]
     rng = np.random.default_rng(0)

@@ -1,5 +1,8 @@
 """Residual blocks and ``make_layer``, named as in MindSpore's ResNet50 tutorial so its checkpoint loads.
 
+Every convolution and BatchNorm is built by a :class:`~mindresnet.models.conventions.Convention`,
+so the same blocks compute what each weights publisher's network computes.
+
 ResNet: He et al., "Deep Residual Learning for Image Recognition", 2015.
 ResNeXt: Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", 2017.
 """
@@ -10,20 +13,23 @@ from typing import Optional, Type, Union
 from mindspore import nn
 from mindspore.common.initializer import HeNormal
 
+from mindresnet.models.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention
+
 # He initialisation (as torchvision and MindCV). The tutorial's Normal(0, 0.02) is fine under
 # pretrained weights but keeps a deep ResNet trained from scratch near chance for epochs.
 CONV_INIT = HeNormal(mode="fan_out", nonlinearity="relu")
+DEFAULT = CONVENTIONS[DEFAULT_CONVENTION]
 
 
-def conv3x3(in_channel: int, out_channel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """3x3 convolution, padding 1, no bias."""
-    return nn.Conv2d(in_channel, out_channel, kernel_size=3, stride=stride, pad_mode="pad",
-                     padding=1, group=groups, weight_init=CONV_INIT)
+def conv3x3(in_channel: int, out_channel: int, stride: int = 1, groups: int = 1,
+            convention: Convention = DEFAULT) -> nn.Conv2d:
+    """3x3 convolution without bias, padded as ``convention`` says."""
+    return convention.conv(in_channel, out_channel, 3, stride, groups, weight_init=CONV_INIT)
 
 
-def conv1x1(in_channel: int, out_channel: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution, no bias."""
-    return nn.Conv2d(in_channel, out_channel, kernel_size=1, stride=stride, weight_init=CONV_INIT)
+def conv1x1(in_channel: int, out_channel: int, stride: int = 1, convention: Convention = DEFAULT) -> nn.Conv2d:
+    """1x1 convolution without bias."""
+    return convention.conv(in_channel, out_channel, 1, stride, weight_init=CONV_INIT)
 
 
 class ResidualBlockBase(nn.Cell):
@@ -32,15 +38,16 @@ class ResidualBlockBase(nn.Cell):
     expansion = 1
 
     def __init__(self, in_channel: int, out_channel: int, stride: int = 1,
-                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64):
+                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64,
+                 convention: Convention = DEFAULT):
         super().__init__()
         if groups != 1 or width_per_group != 64:
             raise ValueError("ResidualBlockBase supports only groups=1 and width_per_group=64; "
                              "use ResidualBlock for ResNeXt.")
-        self.conv1 = conv3x3(in_channel, out_channel, stride)
-        self.norm1 = nn.BatchNorm2d(out_channel)
-        self.conv2 = conv3x3(out_channel, out_channel)
-        self.norm2 = nn.BatchNorm2d(out_channel)
+        self.conv1 = conv3x3(in_channel, out_channel, stride, convention=convention)
+        self.norm1 = convention.batch_norm(out_channel)
+        self.conv2 = conv3x3(out_channel, out_channel, convention=convention)
+        self.norm2 = convention.batch_norm(out_channel)
         self.relu = nn.ReLU()
         self.down_sample = down_sample
 
@@ -63,15 +70,16 @@ class ResidualBlock(nn.Cell):
     expansion = 4
 
     def __init__(self, in_channel: int, out_channel: int, stride: int = 1,
-                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64):
+                 down_sample: Optional[nn.Cell] = None, groups: int = 1, width_per_group: int = 64,
+                 convention: Convention = DEFAULT):
         super().__init__()
         width = int(out_channel * (width_per_group / 64.0)) * groups
-        self.conv1 = conv1x1(in_channel, width)
-        self.norm1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride, groups)
-        self.norm2 = nn.BatchNorm2d(width)
-        self.conv3 = conv1x1(width, out_channel * self.expansion)
-        self.norm3 = nn.BatchNorm2d(out_channel * self.expansion)
+        self.conv1 = conv1x1(in_channel, width, convention=convention)
+        self.norm1 = convention.batch_norm(width)
+        self.conv2 = conv3x3(width, width, stride, groups, convention=convention)
+        self.norm2 = convention.batch_norm(width)
+        self.conv3 = conv1x1(width, out_channel * self.expansion, convention=convention)
+        self.norm3 = convention.batch_norm(out_channel * self.expansion)
         self.relu = nn.ReLU()
         self.down_sample = down_sample
 
@@ -89,7 +97,7 @@ Block = Type[Union[ResidualBlockBase, ResidualBlock]]
 
 
 def make_layer(last_out_channel: int, block: Block, channel: int, block_nums: int, stride: int = 1,
-               groups: int = 1, width_per_group: int = 64) -> nn.SequentialCell:
+               groups: int = 1, width_per_group: int = 64, convention: Convention = DEFAULT) -> nn.SequentialCell:
     """One stage of ``block_nums`` blocks; the first changes resolution/width through ``down_sample``.
 
     Args:
@@ -99,14 +107,15 @@ def make_layer(last_out_channel: int, block: Block, channel: int, block_nums: in
         block_nums: number of blocks.
         stride: stride of the first block.
         groups, width_per_group: ResNeXt cardinality and width (bottleneck only).
+        convention: padding and BatchNorm settings of every layer.
     """
     out_channel = channel * block.expansion
     down_sample = None
     if stride != 1 or last_out_channel != out_channel:
-        down_sample = nn.SequentialCell([conv1x1(last_out_channel, out_channel, stride),
-                                         nn.BatchNorm2d(out_channel)])
-    layers = [block(last_out_channel, channel, stride=stride, down_sample=down_sample,
-                    groups=groups, width_per_group=width_per_group)]
+        down_sample = nn.SequentialCell([conv1x1(last_out_channel, out_channel, stride, convention),
+                                         convention.batch_norm(out_channel)])
+    shape = {"groups": groups, "width_per_group": width_per_group, "convention": convention}
+    layers = [block(last_out_channel, channel, stride=stride, down_sample=down_sample, **shape)]
     for _ in range(1, block_nums):
-        layers.append(block(out_channel, channel, groups=groups, width_per_group=width_per_group))
+        layers.append(block(out_channel, channel, **shape))
     return nn.SequentialCell(layers)

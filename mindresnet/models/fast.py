@@ -2,7 +2,7 @@
 
 MindSpore's CPU convolution kernels (above all their backward passes) are very slow on the
 2x2 and 1x1 feature maps of a ResNet's last stages at 32x32 input, where the work is really a
-matrix product (docs/REFERENCE.md §6). On a map of at most :data:`MAX_PIXELS` pixels,
+matrix product (bench/README.md). On a map of at most :data:`MAX_PIXELS` pixels,
 :class:`SmallMapConv2d` computes
 
 * a 1x1 convolution as ``rows @ W.T`` on channels-last rows (for stride 2, the strided pick is
@@ -38,7 +38,8 @@ def eligible(conv: nn.Cell) -> bool:
     """Whether ``conv`` is a plain ``nn.Conv2d`` :class:`SmallMapConv2d` reproduces exactly.
 
     That is: NCHW, no bias, no groups or dilation, equal strides, and either a 1x1 kernel without
-    padding or a 3x3 kernel padded by 1 on every side.
+    padding or a 3x3 kernel padded by 1 on every side or as ``pad_mode='same'`` (which on stride 2
+    pads only the bottom/right of an even-sized map: :func:`_pad_before`).
     """
     if type(conv) is not nn.Conv2d:  # pylint: disable=unidiomatic-typecheck (subclasses may differ)
         return False
@@ -51,24 +52,38 @@ def eligible(conv: nn.Cell) -> bool:
     if kernel == (1, 1):
         return conv.pad_mode in ("same", "valid") or set(padding) == {0}
     if kernel == (3, 3):
-        return (conv.pad_mode == "pad" and set(padding) == {1}) or (conv.pad_mode == "same" and stride[0] == 1)
+        return (conv.pad_mode == "pad" and set(padding) == {1}) or conv.pad_mode == "same"
     return False
 
 
 @constexpr
-def _tap_selector(height: int, width: int, stride: int, out_pixel: int):
+def _pad_before(pad_mode: str, size: int, stride: int) -> int:
+    """Padding of a 3x3 convolution before (above / left of) an input side of ``size``.
+
+    ``'pad'`` (eligible only with padding 1) pads 1 on both sides; ``'same'`` pads ``total // 2``
+    before and the rest after, so on a stride-2 layer of even size it pads only after.
+    """
+    if pad_mode != "same":
+        return 1
+    out = (size - 1) // stride + 1
+    return max((out - 1) * stride + 3 - size, 0) // 2
+
+
+@constexpr
+def _tap_selector(height: int, width: int, stride: int, out_pixel: int, pad_top: int, pad_left: int):
     """One-hot ``(9, H*W)`` matrix: column ``(ih, iw)`` picks the 3x3 tap linking it to ``out_pixel``.
 
     ``W.reshape(O*C, 9) @ selector`` gives, as ``(O, C*H*W)``, the weights of a convolution padded
-    by 1 that produce output pixel ``out_pixel`` (row-major); taps outside the kernel stay zero.
+    by ``pad_top``/``pad_left`` before the map that produce output pixel ``out_pixel`` (row-major);
+    taps outside the kernel stay zero.
     """
-    kernel, pad = 3, 1
-    out_w = (width + 2 * pad - kernel) // stride + 1
+    kernel = 3
+    out_w = (width - 1) // stride + 1
     oh, ow = divmod(out_pixel, out_w)
     selector = np.zeros((kernel * kernel, height, width), np.float32)
     for ih in range(height):
         for iw in range(width):
-            i, j = ih - stride * oh + pad, iw - stride * ow + pad
+            i, j = ih - stride * oh + pad_top, iw - stride * ow + pad_left
             if 0 <= i < kernel and 0 <= j < kernel:
                 selector[i * kernel + j, ih, iw] = 1.0
     return ms.Tensor(selector.reshape(kernel * kernel, -1))
@@ -101,7 +116,7 @@ class SmallMapConv2d(nn.Conv2d):
             return super().construct(x)
         kernel, stride = self.kernel_size[0], self.stride[-1]
         out_ch = self.out_channels
-        out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1  # 1x1 unpadded and 3x3 padded by 1 alike
+        out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1  # 1x1 unpadded, 3x3 padded by 1 or 'same'
         weight = ops.cast(self.weight, x.dtype)
         if kernel == 1:
             if stride != 1:
@@ -113,9 +128,10 @@ class SmallMapConv2d(nn.Conv2d):
                 return out.reshape(n, out_ch, 1, 1)
             return ops.transpose(out.reshape(n, out_h, out_w, out_ch), (0, 3, 1, 2))
         rows, taps = x.reshape(n, c * h * w), weight.reshape(out_ch * c, 9)
+        pad_top, pad_left = _pad_before(self.pad_mode, h, stride), _pad_before(self.pad_mode, w, stride)
         pixels = []
         for pixel in range(out_h * out_w):
-            selector = ops.cast(_tap_selector(h, w, stride, pixel), x.dtype)
+            selector = ops.cast(_tap_selector(h, w, stride, pixel, pad_top, pad_left), x.dtype)
             pixel_weight = _MATMUL(taps, selector).reshape(out_ch, c * h * w)
             pixels.append(_MATMUL_NT(rows, pixel_weight))
         out = pixels[0] if len(pixels) == 1 else ops.stack(pixels, axis=2)

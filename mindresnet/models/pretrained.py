@@ -1,38 +1,70 @@
-"""Pretrained weights: resolve (path -> cache -> URL), map foreign names, load with a report.
+"""Pretrained weights: find them (path, published tag -> cache -> URL), identify them, load them with a report.
 
-Names are mapped from MindCV (``bn1``, ``classifier``) and mindspore/models
-(``bn1``, ``down_sample_layer``, ``end_point``) to ours (the tutorial's) in :data:`RENAMES`,
-the only place that knows about other naming schemes.
+:func:`open_weights` reads a weights file of any supported format and says which naming scheme
+and convention it comes from; :func:`load_weights` copies it into a network under our names.
+Building the network in the right convention is :func:`mindresnet.models.create_model`'s job.
 """
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
-
-from mindspore import Parameter
+from typing import Any, Dict, List, Optional, Union
 
 from mindresnet import hub
-from mindresnet.checkpoint import CheckpointError, assign_parameters, read_checkpoint
-from mindresnet.models.registry import get_variant
+from mindresnet.errors import CheckpointError
+from mindresnet.checkpoint import assign_parameters
+from mindresnet.models.conventions import DEFAULT_CONVENTION
+from mindresnet.models.naming import IGNORED_SUFFIXES, canonical_name, detect_naming, naming_convention
+from mindresnet.models.registry import Weights, get_variant, get_weights
 from mindresnet.models.resnet import ResNet
+from mindresnet.models.weight_files import Params, read_weights
 
 logger = logging.getLogger(__name__)
 
 HEAD_PREFIX = "fc."
 STEM_CONV = "conv1.weight"
-
-RENAMES = [  # (pattern, replacement), applied in order to every name in a checkpoint
-    (r"^bn1\.", "norm."),                 # MindCV / models: stem BatchNorm
-    (r"\.bn(\d)\.", r".norm\1."),         # MindCV / models: block BatchNorms
-    (r"\.down_sample_layer\.", ".down_sample."),  # mindspore/models shortcut
-    (r"^(classifier|end_point)\.", "fc."),       # MindCV / models head
-]
+HEAD_WEIGHT = "fc.weight"
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "learning_rate", "global_step", "momentum",
                       "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
                       "epoch_num", "step_num")
+
+
+@dataclass
+class WeightsSource:
+    """A weights file, read, with what it is.
+
+    Attributes:
+        path: the file.
+        params: its parameters by their stored names.
+        meta: its mindresnet metadata ({} for files from elsewhere).
+        naming: its parameter naming scheme.
+        convention: the convention its weights were trained in.
+        weights: the published entry it was downloaded for, if any.
+    """
+
+    path: Path
+    params: Params
+    meta: Dict[str, Any]
+    naming: str
+    convention: str
+    weights: Optional[Weights] = None
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Rows of its classifier head (None when it has none)."""
+        for name, value in self.params.items():
+            if canonical_name(name) == HEAD_WEIGHT:
+                return int(value.shape[0])
+        return None
+
+    @property
+    def stem(self) -> str:
+        """``"cifar"`` when its stem convolution is 3x3, else ``"imagenet"``."""
+        for name, value in self.params.items():
+            if canonical_name(name) == STEM_CONV:
+                return "cifar" if value.shape[-1] == 3 else "imagenet"
+        return "imagenet"
 
 
 @dataclass
@@ -40,59 +72,89 @@ class LoadReport:
     """What :func:`load_weights` did with each parameter."""
 
     source: str
+    naming: str = "tutorial"
     loaded: List[str] = field(default_factory=list)
     skipped_head: List[str] = field(default_factory=list)
     skipped_stem: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        parts = [f"loaded {len(self.loaded)} parameters from {self.source}"]
+        parts = [f"loaded {len(self.loaded)} parameters from {self.source} ({self.naming} naming)"]
         if self.skipped_head:
             parts.append(f"head left freshly initialised: {', '.join(self.skipped_head)}")
         if self.skipped_stem:
             parts.append(f"stem conv kept random (cifar stem): {', '.join(self.skipped_stem)}")
-        if self.missing:
-            parts.append(f"missing: {', '.join(self.missing)}")
         if self.unexpected:
             parts.append(f"unexpected (ignored): {', '.join(self.unexpected[:10])}"
                          + (" ..." if len(self.unexpected) > 10 else ""))
         return "; ".join(parts)
 
 
-def canonical_name(name: str) -> str:
-    """Our parameter name for ``name`` written in the MindCV, mindspore/models or tutorial scheme."""
-    for pattern, replacement in RENAMES:
-        name = re.sub(pattern, replacement, name)
-    return name
+def open_weights(name: str, pretrained: Union[bool, str, Path]) -> WeightsSource:
+    """Read the weights that ``pretrained`` names for variant ``name`` and identify them.
+
+    Args:
+        name: the variant (used for its published weights).
+        pretrained: ``True`` (the variant's default published weights), a tag of its published
+            weights (e.g. ``"mindcv"`` for ResNet-50), or the path of a ``.ckpt``, ``.pth``,
+            ``.pt`` or ``.safetensors`` file.
+
+    The convention is the published entry's; for a file, its mindresnet metadata's (``"mindcv"``
+    for mindresnet checkpoints written before conventions were recorded), else the one its
+    naming scheme's publisher trains in.
+
+    Raises:
+        CheckpointError: no such file, or it cannot be read. ConfigError: no published weights.
+        DownloadError: the download failed or did not match its checksum.
+    """
+    weights = _published(name, pretrained)
+    if weights is not None:
+        path = download_pretrained(name, weights.tag)
+        params, meta = read_weights(path)
+        return WeightsSource(path, params, meta, weights.naming, weights.convention, weights)
+    path = Path(pretrained)
+    if not path.is_file():
+        raise CheckpointError(f"--pretrained {path}: no such file. Pass an existing .ckpt, .pth, .pt or "
+                              ".safetensors file, 'true' to download the published weights, or 'false'.")
+    params, meta = read_weights(path)
+    naming = detect_naming(params)
+    convention = meta.get("convention", DEFAULT_CONVENTION) if meta else naming_convention(naming, params)
+    return WeightsSource(path, params, meta, naming, convention)
 
 
-def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Dict[str, Parameter]] = None
-                 ) -> LoadReport:
-    """Load a ``.ckpt`` of any supported naming into ``net``.
+def _published(name: str, pretrained: Union[bool, str, Path]) -> Optional[Weights]:
+    """The published entry ``pretrained`` asks for, or None when it names a file."""
+    if pretrained is True:
+        return get_weights(name)
+    tags = {weights.tag for weights in get_variant(name).weights}
+    if isinstance(pretrained, str) and pretrained in tags and not Path(pretrained).exists():
+        return get_weights(name, pretrained)
+    return None
+
+
+def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Params] = None) -> LoadReport:
+    """Load a weights file of any supported format and naming into ``net``.
 
     A head (``fc``) of another shape is skipped and stays freshly initialised; so is the stem
-    convolution of a ``cifar`` stem net fed ImageNet weights. Optimizer state is ignored.
-    ``params``: the file's parameters when the caller has already read them (``read_checkpoint``).
+    convolution of a ``cifar`` stem net fed ImageNet weights. Optimizer state and PyTorch's
+    ``num_batches_tracked`` are ignored. ``params``: the file's parameters when the caller has
+    already read them.
 
     Raises:
         CheckpointError: the file is unreadable, or a backbone parameter is missing or has
             another shape (the message names them).
     """
     if params is None:
-        params, _ = read_checkpoint(path)
-    source: Dict[str, Parameter] = {}
-    report = LoadReport(source=str(path))
-    for name, value in params.items():
-        if name.startswith(OPTIMIZER_PREFIXES):
-            continue
-        source[canonical_name(name)] = value
-    to_load: Dict[str, Parameter] = {}
-    wrong_shape = []
+        params, _ = read_weights(path)
+    report = LoadReport(source=str(path), naming=detect_naming(params))
+    source = {canonical_name(name): value for name, value in params.items()
+              if not name.startswith(OPTIMIZER_PREFIXES) and not name.endswith(IGNORED_SUFFIXES)}
+    to_load = {}
+    missing, wrong_shape = [], []
     for param in net.get_parameters():
         name = param.name
         if name not in source:
-            report.missing.append(name)
+            missing.append(name)
             continue
         value = source.pop(name)
         if tuple(value.shape) == tuple(param.shape):
@@ -105,7 +167,7 @@ def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Dict[str,
         else:
             wrong_shape.append(f"{name} {tuple(value.shape)} in file vs {tuple(param.shape)} in model")
     report.unexpected = sorted(source)
-    backbone_missing = [n for n in report.missing if not n.startswith(HEAD_PREFIX)]
+    backbone_missing = [n for n in missing if not n.startswith(HEAD_PREFIX)]
     if wrong_shape or backbone_missing:
         problems = []
         if backbone_missing:
@@ -115,39 +177,24 @@ def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Dict[str,
         raise CheckpointError(f"Checkpoint {path} does not fit {getattr(net, 'arch', 'this model')} "
                               f"({' | '.join(problems)}). Check --arch/--stem, or pass a checkpoint "
                               "of this architecture.")
-    report.skipped_head += [n for n in report.missing if n.startswith(HEAD_PREFIX)]
-    report.missing = []
+    report.skipped_head += missing
     assign_parameters(net, to_load)
     logger.info("%s", report)
     return report
 
 
-def pretrained_path(name: str) -> Path:
-    """Where the cached official weights of ``name`` live (or will live)."""
-    weights = get_variant(name).weights
-    if weights is None:
-        raise ValueError(f"{name} has no official MindSpore ImageNet weights. Pass pretrained=<path "
-                         "to a .ckpt> (--pretrained PATH) or train from scratch (--pretrained false).")
-    return hub.cache_dir() / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+def pretrained_path(name: str, tag: Optional[str] = None) -> Path:
+    """Where the cached published weights of ``name`` (default or ``tag``) live, or will live."""
+    return hub.cache_dir() / "checkpoints" / get_weights(name, tag).file_name
 
 
-def download_pretrained(name: str) -> Path:
-    """Download the official weights of ``name`` once into the cache and return the path.
+def download_pretrained(name: str, tag: Optional[str] = None) -> Path:
+    """Download the published weights of ``name`` once into the cache and return the path.
 
-    Only one process downloads at a time; later calls (and other ranks) reuse the file.
+    The file is checked against its SHA-256 (full or the prefix in its name) when one is known,
+    else by reading it. Only one process downloads at a time; later calls reuse the file.
     """
-    weights = get_variant(name).weights
-    dest = pretrained_path(name)
-    return hub.fetch(weights.url, dest, sha256=weights.sha256, verify=read_checkpoint)
-
-
-def load_pretrained(net: ResNet, name: str, pretrained: Union[bool, str, Path]) -> LoadReport:
-    """Load ``pretrained`` (True: official weights of ``name``; a path: that file) into ``net``."""
-    if pretrained is True:
-        path = download_pretrained(name)
-    else:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise CheckpointError(f"--pretrained {path}: no such file. Pass an existing .ckpt, "
-                                  "'true' to download the official weights, or 'false'.")
-    return load_weights(net, path)
+    weights = get_weights(name, tag)
+    checksum = weights.sha256 or weights.sha256_prefix
+    return hub.fetch(weights.url, pretrained_path(name, tag), sha256=checksum,
+                     verify=None if checksum else read_weights)

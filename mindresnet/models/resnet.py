@@ -1,11 +1,12 @@
 """The ResNet network: a stem, four ``make_layer`` stages, global average pooling and ``fc``."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence, Union
 
 from mindspore import nn, ops
 
 from mindresnet.models.blocks import CONV_INIT, Block, make_layer
+from mindresnet.models.conventions import Convention, get_convention
 
 STEMS = ("imagenet", "cifar")
 
@@ -17,43 +18,45 @@ class ResNet(nn.Cell):
         block: ``ResidualBlockBase`` or ``ResidualBlock``.
         layer_nums: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50.
         num_classes: size of the ``fc`` head.
-        input_channel: width fed to ``fc``; defaults to ``512 * block.expansion``.
         stem: ``"imagenet"`` (7x7 stride-2 conv + 3x3 max-pool) or ``"cifar"`` (3x3 stride-1
             conv, no pool: keeps the detail of 32x32 images).
         groups, width_per_group: ResNeXt cardinality and group width.
         in_channels: channels of the input image.
+        convention: padding/pooling/BatchNorm convention, a name from
+            :data:`~mindresnet.models.conventions.CONVENTIONS` (default ``"mindcv"``); kept as
+            ``net.convention`` (its name) so a checkpoint can record it.
 
     Global average pooling makes any input size from 32x32 up work.
     """
 
     def __init__(self, block: Block, layer_nums: Sequence[int], num_classes: int = 1000,
-                 input_channel: Optional[int] = None, stem: str = "imagenet", groups: int = 1,
-                 width_per_group: int = 64, in_channels: int = 3):
+                 stem: str = "imagenet", groups: int = 1, width_per_group: int = 64, in_channels: int = 3,
+                 convention: Union[str, Convention, None] = None):
         super().__init__()
+        convention = get_convention(convention)
         if stem not in STEMS:
             raise ValueError(f"stem={stem!r} is not one of {STEMS}.")
         if len(layer_nums) != 4:
             raise ValueError(f"layer_nums needs 4 stages, got {tuple(layer_nums)}.")
         self.stem = stem
+        self.convention = convention.name
         self.num_features = 512 * block.expansion
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, pad_mode="pad", padding=3,
-                                   weight_init=CONV_INIT)
+            self.conv1 = convention.conv(in_channels, 64, 7, stride=2, weight_init=CONV_INIT)
         else:
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, pad_mode="pad", padding=1,
-                                   weight_init=CONV_INIT)
-        self.norm = nn.BatchNorm2d(64)
+            self.conv1 = convention.conv(in_channels, 64, 3, stride=1, weight_init=CONV_INIT)
+        self.norm = convention.batch_norm(64)
         self.relu = nn.ReLU()
-        self.max_pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same") if stem == "imagenet" else None
+        self.max_pool = convention.stem_pool() if stem == "imagenet" else None
         widths = (64, 128, 256, 512)
         last = 64
         stages = []
         for index, (width, blocks) in enumerate(zip(widths, layer_nums)):
             stages.append(make_layer(last, block, width, blocks, stride=1 if index == 0 else 2,
-                                     groups=groups, width_per_group=width_per_group))
+                                     groups=groups, width_per_group=width_per_group, convention=convention))
             last = width * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.fc = nn.Dense(input_channel or self.num_features, num_classes)
+        self.fc = nn.Dense(self.num_features, num_classes)
 
     def forward_features(self, x):
         """Feature map after ``layer4`` (N, C, H/32, W/32 for the ImageNet stem)."""

@@ -1,0 +1,98 @@
+"""Reading weights files of every supported format: MindSpore ``.ckpt``, PyTorch ``.pth``/``.pt``, ``.safetensors``.
+
+PyTorch files are read with ``torch.load(..., weights_only=True)`` only: a file that needs full
+unpickling (which can run arbitrary code) is refused. ``.safetensors`` files are read with the
+``safetensors`` package's numpy reader and need no torch. Both packages are optional: they are
+imported only when such a file is read.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Mapping, Tuple, Union
+
+import numpy as np
+import mindspore as ms
+
+from mindresnet.checkpoint import read_checkpoint
+from mindresnet.errors import CheckpointError
+
+TORCH_SUFFIXES = (".pth", ".pt")
+SAFETENSORS_SUFFIX = ".safetensors"
+SUFFIXES = (".ckpt",) + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
+STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
+
+Params = Dict[str, Union[ms.Parameter, ms.Tensor]]
+
+
+def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Dict[str, Any]]:
+    """``(parameters by name as stored, mindresnet metadata or {})`` of a weights file.
+
+    Raises:
+        CheckpointError: missing, empty or unreadable file, unsupported suffix, a PyTorch file that
+            is not a plain state dict, or the optional reader (torch, safetensors) is not installed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,):
+        return read_checkpoint(path)
+    if not path.is_file():
+        raise CheckpointError(f"Weights file {path} does not exist. Check the --pretrained path.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Weights file {path} is empty (0 bytes). Copy or download it again.")
+    arrays = _read_safetensors(path) if suffix == SAFETENSORS_SUFFIX else _read_torch(path)
+    params = {name: ms.Tensor(value) for name, value in arrays.items()}
+    if not params:
+        raise CheckpointError(f"Weights file {path} holds no tensors.")
+    return params, {}
+
+
+def _read_safetensors(path: Path) -> Dict[str, np.ndarray]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise CheckpointError(f"Reading {path} needs the safetensors package: pip install safetensors "
+                              "(torch is not needed).") from None
+    try:
+        return {name: _as_float32(value) for name, value in load_file(str(path)).items()}
+    except Exception as exc:  # the reader raises its own error types
+        raise CheckpointError(f"{path} cannot be read as .safetensors ({exc}). The file is truncated or "
+                              "not a safetensors file; copy or download it again.") from exc
+
+
+def _read_torch(path: Path) -> Dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(f"Reading the PyTorch file {path} needs torch (pip install torch). Without "
+                              "torch, save the weights as .safetensors and pass that file.") from None
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Refusing {path}: it is not a plain state dict of tensors, and reading it would need full "
+            "unpickling, which can run arbitrary code. Re-save the weights with "
+            "torch.save(model.state_dict(), ...) or as .safetensors.") from exc
+    except Exception as exc:  # truncated zip, wrong format: torch raises many types
+        raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}). The file is truncated "
+                              "or not a .pth; copy or download it again.") from exc
+    state = _state_dict(loaded)
+    if state is None:
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict of tensors.")
+    return {name: _as_float32(value.detach().cpu().float().numpy()) for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()}
+
+
+def _state_dict(loaded: Any) -> Any:
+    """The name -> tensor mapping in ``loaded``, unwrapping ``{"state_dict": ...}``-style nesting."""
+    if not isinstance(loaded, Mapping):
+        return None
+    for key in STATE_DICT_KEYS:
+        if isinstance(loaded.get(key), Mapping):
+            return loaded[key]
+    return loaded
+
+
+def _as_float32(value: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(value, dtype=np.float32)
