@@ -1,9 +1,12 @@
-"""mindresnet.predict and the checkpoint checks every tool shares: images of any mode, --ckpt, bad input."""
+"""mindresnet.predict and the checkpoint checks every tool shares: images of any mode, folders, batches,
+CSV/JSON, corrupt files, --ckpt, bad input."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -12,10 +15,11 @@ from PIL import Image
 
 from conftest import CLASS_NAMES, REPO
 from mindresnet import predict
-from mindresnet.checkpoint import CheckpointError, read_metadata, save_checkpoint
+from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from mindresnet.data.constants import RECORD_BYTES
-from mindresnet.inference import build_eval_dataset, load_trained_model
+from mindresnet.trained import build_eval_dataset, load_trained_model
 from mindresnet.models import create_model
+from test_export import write_checkpoint
 
 
 def real_image(subset, index: int) -> Image.Image:
@@ -48,7 +52,7 @@ def other_ckpts(trained_ckpt, tmp_path_factory):
     """Checkpoints that are not the trained one: random weights with the same metadata, no metadata,
     and a 5-class head whose metadata claims 10 classes."""
     folder = tmp_path_factory.mktemp("other")
-    meta = read_metadata(trained_ckpt)
+    meta = read_checkpoint(trained_ckpt)[1]
     random10 = create_model("resnet18", 10, stem="cifar")
     return {"random": save_checkpoint(random10, folder / "random.ckpt", meta),
             "no_meta": save_checkpoint(random10, folder / "no_meta" / "plain.ckpt"),
@@ -115,7 +119,7 @@ def test_missing_image_is_a_clear_error(trained_ckpt, tmp_path, capsys):
 def test_file_that_is_not_an_image_is_a_clear_error(trained_ckpt, tmp_path, capsys):
     fake = tmp_path / "notes.png"
     fake.write_text("not pixels")
-    assert_clear_error(capsys, [str(fake), "--ckpt", str(trained_ckpt)], str(fake), "not a readable image")
+    assert_clear_error(capsys, [str(fake), "--ckpt", str(trained_ckpt)], str(fake), "not an image")
 
 
 def test_other_architecture_is_a_clear_error(trained_ckpt, images, capsys):
@@ -144,8 +148,8 @@ def test_checkpoint_without_metadata_needs_arch_and_num_classes(other_ckpts, ima
         net, meta = load_trained_model(plain, arch="resnet18", num_classes=10)
     finally:
         indices.unlink()
-    assert meta["stem"] == "cifar" and meta["image_size"] == 32  # read off the stem conv
-    assert meta["class_names"] == [name.upper() for name in CLASS_NAMES]
+    assert meta.stem == "cifar" and meta.image_size == 32  # read off the stem conv
+    assert meta.class_names == [name.upper() for name in CLASS_NAMES]
 
 
 @pytest.mark.slow
@@ -156,3 +160,100 @@ def test_predict_command_in_a_subprocess(trained_ckpt, images):
     assert done.returncode == 0, done.stderr
     predictions = json.loads(done.stdout)["predictions"]
     assert [len(p["top"]) for p in predictions] == [5, 5]
+
+
+# Folders, batches, CSV/JSON and broken files: a random-weight checkpoint and generated images, no dataset.
+
+@pytest.fixture(scope="module")
+def random_ckpt(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("random") / "resnet18.ckpt")
+
+
+def random_image(seed: int, size=(40, 30), mode: str = "RGB") -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Images at two depths (one without an extension), a text file, a text file named .png, and a
+    JPEG cut in half (its header reads, its pixels do not)."""
+    root = tmp_path / "photos"
+    (root / "b" / "c").mkdir(parents=True)
+    random_image(0).save(root / "a.png")
+    random_image(1, (64, 64)).save(root / "b" / "d.jpg")
+    random_image(2, mode="L").save(root / "b" / "c" / "noext", format="PNG")
+    random_image(3, mode="RGBA").save(root / "b" / "c" / "e.png")
+    (root / "notes.txt").write_text("not an image")
+    (root / "b" / "fake.png").write_text("not pixels either")
+    whole = root / "whole.jpg"
+    random_image(4, (96, 96)).save(whole)
+    (root / "b" / "cut.jpg").write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
+    whole.unlink()
+    return root
+
+
+def test_folder_is_searched_recursively_and_a_corrupt_image_is_skipped_with_exit_3(random_ckpt, photo_folder,
+                                                                                    capsys):
+    code = predict.main([str(photo_folder), "--ckpt", str(random_ckpt), "--json", "--batch-size", "2"])
+    captured = capsys.readouterr()
+    assert code == predict.EXIT_SOME_FAILED == 3, captured.err
+    report = json.loads(captured.out)
+    rows = {Path(row["path"]).relative_to(photo_folder).as_posix(): row for row in report["predictions"]}
+    assert sorted(rows) == ["a.png", "b/c/e.png", "b/c/noext", "b/cut.jpg", "b/d.jpg"]  # by content, not name
+    assert "truncated" in rows["b/cut.jpg"]["error"] and "top" not in rows["b/cut.jpg"]
+    assert all(len(row["top"]) == 5 for name, row in rows.items() if name != "b/cut.jpg")
+    skipped = {Path(entry["path"]).name: entry["reason"] for entry in report["skipped"]}
+    assert sorted(skipped) == ["fake.png", "notes.txt"] and "not an image" in skipped["fake.png"]
+    assert f"failed {photo_folder / 'b' / 'cut.jpg'}: not a readable image" in captured.err
+    assert f"skipped {photo_folder / 'notes.txt'}: not an image" in captured.err
+    assert "1 of 5 images could not be read" in captured.err and "exit code 3" in captured.err
+
+
+def test_batch_size_does_not_change_the_predictions(random_ckpt, tmp_path):
+    net, meta = load_trained_model(random_ckpt)
+    paths = []
+    for seed in range(5):
+        paths.append(tmp_path / f"{seed}.png")
+        random_image(seed, (32 + 8 * seed, 32)).save(paths[-1])
+    one_pass = predict.predict_images(net, meta, paths, topk=0, batch_size=8)
+    for batch_size in (1, 2):
+        batched = predict.predict_images(net, meta, paths, topk=0, batch_size=batch_size)
+        assert [row["path"] for row in batched] == [str(path) for path in paths]
+        for got, want in zip(batched, one_pass):
+            assert [e["class"] for e in got["top"]] == [e["class"] for e in want["top"]]
+            np.testing.assert_allclose([e["probability"] for e in got["top"]],
+                                       [e["probability"] for e in want["top"]], rtol=1e-4, atol=1e-6)
+    assert len({row["top"][0]["probability"] for row in one_pass}) > 1  # different images, different outputs
+
+
+def test_csv_has_one_row_per_image(random_ckpt, photo_folder, tmp_path, capsys):
+    out = tmp_path / "out" / "predictions.csv"
+    code = predict.main([str(photo_folder / "a.png"), str(photo_folder / "b"), "--ckpt", str(random_ckpt),
+                         "--csv", str(out), "--topk", "2"])
+    captured = capsys.readouterr()
+    assert code == 3 and captured.out.strip() == f"wrote 5 rows to {out}: 4 predicted, 1 failed"
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["path", "class_1", "probability_1", "class_2", "probability_2", "error"]
+    assert [Path(row["path"]).name for row in rows] == ["a.png", "e.png", "noext", "cut.jpg", "d.jpg"]
+    assert rows[3]["class_1"] == "" and "truncated" in rows[3]["error"]
+    net, meta = load_trained_model(random_ckpt)
+    good = [Path(row["path"]) for row in rows if not row["error"]]
+    for row, want in zip([row for row in rows if not row["error"]], predict.predict_images(net, meta, good, topk=2)):
+        assert [row["class_1"], row["class_2"]] == [entry["class"] for entry in want["top"]]
+        assert float(row["probability_1"]) == pytest.approx(want["top"][0]["probability"], abs=1e-5)
+
+
+def test_named_non_image_among_images_fails_only_itself(random_ckpt, photo_folder, capsys):
+    code = predict.main([str(photo_folder / "a.png"), str(photo_folder / "notes.txt"), "--ckpt", str(random_ckpt)])
+    captured = capsys.readouterr()
+    assert code == 3 and captured.out.splitlines()[0] == str(photo_folder / "a.png")
+    assert f"failed {photo_folder / 'notes.txt'}: not an image" in captured.err
+
+
+def test_folder_without_images_is_a_clear_error(random_ckpt, tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("text")
+    assert_clear_error(capsys, [str(tmp_path / "docs"), "--ckpt", str(random_ckpt)], "No image to predict",
+                       str(tmp_path / "docs"))
