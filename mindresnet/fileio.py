@@ -7,7 +7,7 @@ target only when the write succeeded (and, when asked, the new file passed a che
 a signal or a full disk never leaves a half-written checkpoint, log or figure under the final
 name: the old file stays whole. A failed write raises :class:`~mindresnet.errors.WriteError`
 naming the file. With ``keep_backup`` the file being replaced stays beside it as
-``<name>.bak`` (see :func:`backup_path`), for a target that must survive a later bad copy.
+``<stem>.bak<suffix>`` (:func:`backup_path`), for a target that must survive a later bad copy.
 """
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def backup_path(path: PathLike) -> Path:
-    """Where :func:`atomic_path` keeps the previous version of ``path``: ``<path>.bak``."""
+    """Where :func:`atomic_path` keeps the previous version of ``path``: ``<stem>.bak<suffix>``.
+
+    The suffix stays last because readers check it (``ms.load_checkpoint`` wants ``.ckpt``).
+    """
     path = Path(path)
-    return path.with_name(path.name + ".bak")
+    return path.with_name(f"{path.stem}.bak{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -78,7 +81,7 @@ def write_error(path: Path, exc: OSError) -> WriteError:
 
 
 def _replace_backup(path: Path) -> None:
-    """Make ``<path>.bak`` a copy of ``path`` (a hard link: instant, no extra space, ``path`` stays)."""
+    """Make the backup of ``path`` a copy of it (a hard link: instant, no extra space, ``path`` stays)."""
     backup = backup_path(path)
     staging = backup.with_name(f".{backup.name}.tmp{os.getpid()}")
     staging.unlink(missing_ok=True)

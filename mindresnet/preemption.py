@@ -25,9 +25,14 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
+
+from mindresnet.errors import CheckpointError
+from mindresnet.fileio import backup_path
 
 logger = logging.getLogger("mindresnet.preemption")
 
@@ -139,3 +144,50 @@ def epoch_batches(dataset, seed: int, epoch: int, skip: int = 0) -> Iterator:
     for _ in range(skip):
         next(batches)
     return batches
+
+
+@dataclass
+class EpochProgress:
+    """The epoch in progress: steps trained, their summed loss and seconds (stored in ``-last.ckpt``)."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+
+
+def read_resume_checkpoint(last_path: Path):
+    """``read_checkpoint`` of ``last_path``, or of its backup when ``last_path`` is unreadable.
+
+    An unreadable ``last_path`` is renamed ``<name>.unreadable``, so that the next save keeps the
+    valid backup as its backup.
+
+    Returns:
+        (parameters, metadata, the path read).
+
+    Raises:
+        CheckpointError: neither file is readable; the message names both and what to do.
+    """
+    from mindresnet.checkpoint import read_checkpoint
+
+    last_path = Path(last_path)
+    backup = backup_path(last_path)
+    if not last_path.exists() and not backup.exists():
+        raise CheckpointError(f"--resume: {last_path} does not exist. Train without --resume first, "
+                              "or point --ckpt-dir at the folder of the run to continue.")
+    try:
+        return (*read_checkpoint(last_path), last_path)
+    except CheckpointError as exc:
+        if not backup.exists():
+            raise CheckpointError(f"--resume: {exc} There is no backup ({backup.name}) to fall back on: "
+                                  f"restore {last_path} from a copy, or start a new run with another "
+                                  "--ckpt-dir.") from exc
+        try:
+            params, meta = read_checkpoint(backup)
+        except CheckpointError as backup_exc:
+            raise CheckpointError(f"--resume: {exc} Its backup is unreadable too: {backup_exc} Restore "
+                                  f"{last_path} from a copy, or start a new run with another --ckpt-dir.") from exc
+        if last_path.exists():  # kept for inspection, out of the way of the next save's backup
+            os.replace(last_path, last_path.with_name(last_path.name + ".unreadable"))
+        logger.warning("--resume: %s; resuming from the backup %s (the save before it); the unreadable "
+                       "file is kept as %s.unreadable", exc, backup, last_path.name)
+        return params, meta, backup

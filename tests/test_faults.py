@@ -35,7 +35,7 @@ def test_keep_backup_holds_the_previous_version(tmp_path):
             tmp.write_text(version)
     assert target.read_text() == "three"
     assert backup_path(target).read_text() == "two"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18-last.ckpt", "resnet18-last.ckpt.bak"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18-last.bak.ckpt", "resnet18-last.ckpt"]
 
 
 def test_a_new_file_that_fails_its_check_replaces_nothing(tmp_path):
@@ -303,3 +303,42 @@ def test_console_commands_are_installed_and_match_python_m():
                                text=True, timeout=120)
     assert by_command.returncode == by_module.returncode == 0
     assert by_command.stdout == by_module.stdout and "--resume" in by_command.stdout
+
+
+# --- resuming from a bad -last.ckpt ------------------------------------------------------------
+
+def write_small_ckpt(path):
+    import mindspore as ms
+
+    staging = path.with_name("staging.ckpt")  # ms.save_checkpoint appends .ckpt to other names
+    ms.save_checkpoint([{"name": "w", "data": ms.Tensor(np.arange(3, dtype=np.float32))}], str(staging))
+    staging.rename(path)
+
+
+def test_resume_falls_back_to_the_backup_of_an_unreadable_last_ckpt(tmp_path):
+    from mindresnet.preemption import read_resume_checkpoint
+
+    last = tmp_path / "resnet18-last.ckpt"
+    write_small_ckpt(backup_path(last))
+    last.write_bytes(b"cut short by a full disk")
+    params, _, used = read_resume_checkpoint(last)
+    assert used == backup_path(last) and params["w"].asnumpy().tolist() == [0.0, 1.0, 2.0]
+    assert not last.exists() and (tmp_path / "resnet18-last.ckpt.unreadable").read_bytes().startswith(b"cut")
+
+
+@pytest.mark.parametrize("backup_state, expected", [
+    (None, "There is no backup (resnet18-last.bak.ckpt) to fall back on: restore"),
+    (b"also bad", "Its backup is unreadable too"),
+])
+def test_resume_says_what_to_do_when_no_valid_file_is_left(tmp_path, backup_state, expected):
+    from mindresnet.errors import CheckpointError
+    from mindresnet.preemption import read_resume_checkpoint
+
+    last = tmp_path / "resnet18-last.ckpt"
+    last.write_bytes(b"cut short")
+    if backup_state is not None:
+        backup_path(last).write_bytes(backup_state)
+    with pytest.raises(CheckpointError) as caught:
+        read_resume_checkpoint(last)
+    assert str(last) in str(caught.value) and expected in str(caught.value)
+    assert "--ckpt-dir" in str(caught.value) and last.exists()
