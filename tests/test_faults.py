@@ -342,3 +342,20 @@ def test_resume_says_what_to_do_when_no_valid_file_is_left(tmp_path, backup_stat
         read_resume_checkpoint(last)
     assert str(last) in str(caught.value) and expected in str(caught.value)
     assert "--ckpt-dir" in str(caught.value) and last.exists()
+
+
+@pytest.mark.parametrize("download_flags", [["--pretrained", "true"], ["--pretrained", "false", "--download", "true"]])
+def test_offline_train_ends_with_the_message_and_exit_code_1(tmp_path, tiny_cifar, closed_port_url, monkeypatch,
+                                                             capsys, download_flags):
+    from mindresnet.train import main
+
+    monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.MIRROR_ENV, closed_port_url)
+    data_dir = tiny_cifar if download_flags[1] == "true" else tmp_path / "no-cifar-here"
+    code = main(["--arch", "resnet18", "--stem", "cifar", "--data-dir", str(data_dir), "--epochs", "1",
+                 "--batch-size", "8", "--ckpt-dir", str(tmp_path / "run"), *download_flags])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "error: Could not download https://" in err and f"(from the mirror: {closed_port_url}" in err
+    assert str(tmp_path / "home") in err and "MINDRESNET_MIRROR=<base url>" in err
+    assert "Traceback" not in err
