@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import mindresnet
-from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet, make_layer
-from mindresnet.models.registry import VARIANTS, freeze
+from mindresnet import models
+from mindresnet.models import CONVENTIONS, ResidualBlock, ResidualBlockBase, ResNet, freeze, make_layer
+from mindresnet.models.conventions import SymmetricMaxPool2d
 
 # Trainable parameters with a 1000-class head, as published for torchvision's architectures.
 REFERENCE_PARAMS = {
@@ -15,7 +16,10 @@ REFERENCE_PARAMS = {
     "resnet101": 44_549_160,
     "resnet152": 60_192_808,
     "resnext50_32x4d": 25_028_904,
+    "resnext101_32x4d": 44_177_704,  # this and the two 64x4d: as MindCV 0.3 and timm build them
+    "resnext101_64x4d": 83_455_272,
     "resnext101_32x8d": 88_791_336,
+    "resnext152_64x4d": 114_971_944,
 }
 
 
@@ -31,9 +35,10 @@ def pynative():
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-def test_registry_lists_every_variant_once():
+def test_registry_lists_every_variant_with_a_builder():
     assert mindresnet.list_models() == sorted(REFERENCE_PARAMS)
-    assert len(set(mindresnet.list_models())) == len(VARIANTS)
+    for name in REFERENCE_PARAMS:
+        assert getattr(models, name).__name__ == name
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
@@ -44,7 +49,7 @@ def test_parameter_count_matches_reference(name):
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
 @pytest.mark.parametrize("size", [32, 64])
 def test_output_shape(name, size, pynative):
-    net = getattr(mindresnet, name)(num_classes=10)
+    net = getattr(models, name)(num_classes=10)
     net.set_train(False)
     out = net(ms.Tensor(np.random.rand(2, 3, size, size).astype(np.float32)))
     assert out.shape == (2, 10)
@@ -99,6 +104,8 @@ def test_make_layer_adds_down_sample_only_when_needed():
 def test_bad_names_and_options_raise_clear_errors():
     with pytest.raises(ValueError, match="Unknown model 'resnet51'.*resnet50"):
         mindresnet.create_model("resnet51")
+    with pytest.raises(ValueError, match="--convention 'keras' is not one of mindcv, tutorial, models, torch"):
+        mindresnet.create_model("resnet18", convention="keras")
     with pytest.raises(ValueError, match="stem='tiny'"):
         mindresnet.resnet18(stem="tiny")
     with pytest.raises(ValueError, match="groups=1"):
@@ -115,3 +122,26 @@ def test_freeze_backbone_leaves_only_the_head_trainable():
 def test_builders_are_named_and_documented():
     assert mindresnet.resnet50.__name__ == "resnet50"
     assert "ResNet-50" in mindresnet.resnet50.__doc__
+
+
+@pytest.mark.parametrize("name", sorted(CONVENTIONS))
+def test_every_layer_follows_the_convention(name):
+    convention = CONVENTIONS[name]
+    net = mindresnet.resnet18(convention=name)
+    assert net.convention == name
+    convs = [cell for _, cell in net.cells_and_names() if isinstance(cell, ms.nn.Conv2d)]
+    norms = [cell for _, cell in net.cells_and_names() if isinstance(cell, ms.nn.BatchNorm2d)]
+    assert len(convs) == 20 and len(norms) == 20
+    for conv in convs:
+        if convention.same_conv:
+            assert conv.pad_mode == "same"
+        else:
+            assert conv.pad_mode == "pad" and conv.padding == conv.kernel_size[0] // 2
+    assert {norm.eps for norm in norms} == {convention.bn_eps}
+    assert isinstance(net.max_pool, SymmetricMaxPool2d) == convention.symmetric_pool
+
+
+def test_default_convention_is_mindcv_and_names_do_not_depend_on_it():
+    assert mindresnet.resnet18().convention == "mindcv"
+    names = [p.name for p in mindresnet.resnet50().get_parameters()]
+    assert [p.name for p in mindresnet.resnet50(convention="torch").get_parameters()] == names

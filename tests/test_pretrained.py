@@ -1,7 +1,13 @@
-"""Pretrained weights: round trip, head reset, foreign namings, bad files, cached download."""
+"""Pretrained weights: round trip, head reset, foreign namings and their conventions, bad files,
+checked cached downloads, ImageNet class names. Equality with the publishers' own networks is in
+tests/test_peer_weights.py."""
+import ast
+import dataclasses
+import json
 import os
 import re
 import threading
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -9,8 +15,13 @@ import pytest
 
 import mindresnet
 from mindresnet import hub
-from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from mindresnet.models.pretrained import canonical_name, pretrained_path
+from mindresnet.checkpoint import META_KEY, CheckpointError, read_checkpoint, save_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.data.imagenet import imagenet_class_names
+from mindresnet.errors import ConfigError
+from mindresnet.models import VARIANTS, get_weights, pretrained_model
+from mindresnet.models.naming import canonical_name, detect_naming
+from mindresnet.models.pretrained import pretrained_path
 
 X = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
 
@@ -47,11 +58,11 @@ def source_net():
 
 
 def test_round_trip_gives_identical_outputs(tmp_path, source_net):
-    path = save_checkpoint(source_net, tmp_path / "r18.ckpt", {"arch": "resnet18"})
+    path = save_checkpoint(source_net, tmp_path / "r18.ckpt", CheckpointMeta(arch="resnet18", num_classes=1000))
     loaded = mindresnet.resnet18(pretrained=str(path))
     np.testing.assert_array_equal(outputs(loaded), outputs(source_net))
     assert len(loaded.load_report.loaded) == len(list(source_net.get_parameters()))
-    assert read_checkpoint(path)[1] == {"arch": "resnet18"}
+    assert read_checkpoint(path)[1] == CheckpointMeta(arch="resnet18", num_classes=1000)
 
 
 def test_head_is_reset_for_ten_classes(tmp_path, source_net):
@@ -59,7 +70,7 @@ def test_head_is_reset_for_ten_classes(tmp_path, source_net):
     net = mindresnet.resnet18(num_classes=10, pretrained=str(path))
     report = net.load_report
     assert sorted(report.skipped_head) == ["fc.bias", "fc.weight"]
-    assert not report.missing and not report.unexpected
+    assert not report.unexpected
     np.testing.assert_array_equal(net.layer4[1].conv2.weight.asnumpy(), source_net.layer4[1].conv2.weight.asnumpy())
     assert net.fc.weight.shape == (10, 512)
     assert "head left freshly initialised" in str(report)
@@ -71,14 +82,37 @@ def test_cifar_stem_skips_only_the_stem_conv(tmp_path, source_net):
     assert report.skipped_stem == ["conv1.weight"]
 
 
-@pytest.mark.parametrize("rename", [to_mindcv, to_models], ids=["mindcv", "mindspore-models"])
-def test_foreign_namings_load(tmp_path, source_net, rename):
-    path = save_renamed(source_net, tmp_path / "foreign.ckpt", rename)
+@pytest.mark.parametrize("rename,naming,convention", [(to_mindcv, "mindcv", "mindcv"), (to_models, "models", "torch")],
+                         ids=["mindcv", "mindspore-models-res_base"])
+def test_foreign_namings_load_into_their_convention(tmp_path, source_net, rename, naming, convention):
+    path = tmp_path / "foreign.ckpt"
     ms.save_checkpoint([{"name": rename(p.name), "data": p} for p in source_net.get_parameters()]
                        + [{"name": "moments.fc.weight", "data": source_net.fc.weight}], str(path))
     net = mindresnet.resnet18(pretrained=str(path))
-    np.testing.assert_array_equal(outputs(net), outputs(source_net))
+    assert net.convention == convention  # mindspore/models builds ResNet-18/34 as PyTorch does
+    assert net.load_report.naming == naming and f"({naming} naming)" in str(net.load_report)
+    same_function = mindresnet.resnet18(pretrained=str(path), convention="mindcv")
+    np.testing.assert_array_equal(outputs(same_function), outputs(source_net))
     assert not net.load_report.unexpected  # optimizer state is ignored, not reported
+
+
+def test_convention_comes_from_metadata_then_names_and_an_explicit_one_wins(tmp_path, source_net):
+    old = tmp_path / "old.ckpt"  # written before conventions were recorded
+    ms.save_checkpoint(source_net, str(old), append_dict={META_KEY: json.dumps({"arch": "resnet18", "num_classes": 1000})})
+    assert mindresnet.resnet18(pretrained=str(old)).convention == "mindcv"
+    recorded = save_checkpoint(source_net, tmp_path / "new.ckpt", CheckpointMeta("resnet18", 1000, convention="torch"))
+    assert mindresnet.resnet18(pretrained=str(recorded)).convention == "torch"
+    bare = save_checkpoint(source_net, tmp_path / "bare.ckpt")  # the tutorial's names, no metadata
+    assert mindresnet.resnet18(pretrained=str(bare)).convention == "tutorial"
+    assert mindresnet.resnet18(pretrained=str(bare), convention="models").convention == "models"
+    assert mindresnet.resnet18().convention == "mindcv"
+
+
+def test_naming_detection():
+    assert detect_naming(["conv1.weight", "norm.gamma", "fc.weight"]) == "tutorial"
+    assert detect_naming(["bn1.gamma", "classifier.weight"]) == "mindcv"
+    assert detect_naming(["bn1.gamma", "layer1.0.down_sample_layer.0.weight", "end_point.weight"]) == "models"
+    assert detect_naming(["bn1.weight", "bn1.running_mean", "layer2.0.downsample.0.weight"]) == "torch"
 
 
 def test_canonical_names():
@@ -87,6 +121,13 @@ def test_canonical_names():
     assert canonical_name("layer2.0.down_sample_layer.1.beta") == "layer2.0.down_sample.1.beta"
     assert canonical_name("classifier.weight") == canonical_name("end_point.weight") == "fc.weight"
     assert canonical_name("layer1.0.norm1.gamma") == "layer1.0.norm1.gamma"
+    # PyTorch: modules renamed, then BatchNorm fields (only of BatchNorms: conv and fc keep "weight")
+    assert canonical_name("bn1.weight") == "norm.gamma"
+    assert canonical_name("layer3.1.bn2.bias") == "layer3.1.norm2.beta"
+    assert canonical_name("layer2.0.downsample.1.running_var") == "layer2.0.down_sample.1.moving_variance"
+    assert canonical_name("module.layer2.0.downsample.0.weight") == "layer2.0.down_sample.0.weight"
+    assert canonical_name("layer1.0.conv2.weight") == "layer1.0.conv2.weight"
+    assert canonical_name("fc.bias") == "fc.bias"
 
 
 def test_wrong_architecture_names_the_missing_parameters(tmp_path, source_net):
@@ -111,31 +152,76 @@ def test_missing_local_file():
         mindresnet.resnet18(pretrained="nope.ckpt")
 
 
-def test_variant_without_official_weights():
-    with pytest.raises(ValueError, match="resnext101_32x8d has no official"):
-        pretrained_path("resnext101_32x8d")
+def test_published_weights_tags():
+    assert get_weights("resnet50").tag == "tutorial" and get_weights("resnet50", "mindcv").sha256_prefix == "e0733ab8"
+    assert get_weights("resnext101_32x8d").naming == "torch"  # torchvision's file, through the PyTorch reader
+    with pytest.raises(ConfigError, match="resnet18 has no weights tagged 'tutorial'; its weights: mindcv"):
+        get_weights("resnet18", "tutorial")
+
+
+def test_every_published_entry_is_consistent():
+    for name, variant in VARIANTS.items():
+        assert variant.weights, f"{name} has no published weights"
+        for weights in variant.weights:
+            assert weights.convention in mindresnet.models.CONVENTIONS
+            assert weights.naming in ("tutorial", "mindcv", "models", "torch")
+            if "mindcv" in weights.url or "pytorch" in weights.url:
+                assert weights.sha256_prefix and weights.sha256_prefix in weights.file_name
+            assert len(weights.class_names()) == weights.num_classes
 
 
 def test_cache_names_follow_the_official_urls(tmp_path, monkeypatch):
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path))
     assert pretrained_path("resnet50") == tmp_path / "checkpoints" / "resnet50_224_new.ckpt"
     assert pretrained_path("resnet18").name == "resnet18-1e65cd21.ckpt"
+    assert pretrained_path("resnet50", "mindcv").name == "resnet50-e0733ab8.ckpt"
+
+
+def publish(monkeypatch, folder: Path, name: str, file: Path, tag=None) -> str:
+    """Serve ``file`` as variant ``name``'s published weights, under a name carrying its SHA-256 prefix."""
+    variant = VARIANTS[name]
+    weights = get_weights(name, tag)
+    served = f"{name}-{hub.sha256_of(file)[:8]}{file.suffix}"
+    file.rename(folder / served)
+    entries = tuple(dataclasses.replace(w, url="https://example.org/weights/" + served) if w is weights else w
+                    for w in variant.weights)
+    monkeypatch.setitem(VARIANTS, name, dataclasses.replace(variant, weights=entries))
+    return served
 
 
 def test_pretrained_true_downloads_once_through_the_mirror(tmp_path, monkeypatch, file_server, source_net):
     folder, base_url, requests = file_server
-    save_renamed(source_net, folder / "resnet18-1e65cd21.ckpt", to_mindcv)  # served in MindCV naming
+    served = publish(monkeypatch, folder, "resnet18", save_renamed(source_net, tmp_path / "r18.ckpt", to_mindcv))
     monkeypatch.setenv("MINDRESNET_MIRROR", base_url)
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     net = mindresnet.resnet18(num_classes=10, pretrained=True)
-    assert set(requests) == {"/resnet18-1e65cd21.ckpt"}
+    assert set(requests) == {"/" + served}
     first_download = len(requests)
+    assert net.convention == "mindcv"
     assert sorted(net.load_report.skipped_head) == ["fc.bias", "fc.weight"]
     np.testing.assert_array_equal(net.conv1.weight.asnumpy(), source_net.conv1.weight.asnumpy())
     mindresnet.resnet18(num_classes=10, pretrained=True)
     assert len(requests) == first_download, "the second call must reuse the cache"
     cached = list((tmp_path / "home" / "checkpoints").iterdir())
-    assert sorted(p.name for p in cached) == ["resnet18-1e65cd21.ckpt", "resnet18-1e65cd21.ckpt.lock"]
+    assert sorted(p.name for p in cached) == [served, served + ".lock"]
+
+
+def test_a_published_tag_builds_its_convention(tmp_path, monkeypatch, file_server):
+    folder, base_url, _ = file_server
+    publish(monkeypatch, folder, "resnet50", save_checkpoint(mindresnet.resnet50(), tmp_path / "r50.ckpt"), "mindcv")
+    monkeypatch.setenv("MINDRESNET_MIRROR", base_url)
+    monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
+    assert mindresnet.resnet50(num_classes=10, pretrained="mindcv").convention == "mindcv"
+
+
+def test_download_with_another_hash_prefix_is_rejected(tmp_path, monkeypatch, file_server, source_net):
+    folder, base_url, _ = file_server
+    save_renamed(source_net, folder / "resnet18-1e65cd21.ckpt", to_mindcv)  # not MindCV's real file
+    monkeypatch.setenv("MINDRESNET_MIRROR", base_url)
+    monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
+    with pytest.raises(hub.DownloadError, match="does not match the published SHA-256 1e65cd21"):
+        mindresnet.resnet18(pretrained=True)
+    assert [p.name for p in (tmp_path / "home" / "checkpoints").iterdir()] == ["resnet18-1e65cd21.ckpt.lock"]
 
 
 def test_concurrent_downloads_fetch_once(tmp_path, monkeypatch, file_server):
@@ -155,15 +241,15 @@ def test_concurrent_downloads_fetch_once(tmp_path, monkeypatch, file_server):
     assert dest.read_bytes() == (folder / "blob.bin").read_bytes()
 
 
-def test_corrupt_download_leaves_nothing_in_the_cache(tmp_path, monkeypatch, file_server):
+def test_corrupt_download_without_checksum_leaves_nothing_in_the_cache(tmp_path, monkeypatch, file_server):
     folder, base_url, _ = file_server
-    (folder / "resnet18-1e65cd21.ckpt").write_bytes(os.urandom(2048))
+    (folder / "resnet50_224_new.ckpt").write_bytes(os.urandom(2048))  # the tutorial publishes no hash
     monkeypatch.setenv("MINDRESNET_MIRROR", base_url)
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     with pytest.raises(hub.DownloadError, match="failed its check"):
-        mindresnet.resnet18(pretrained=True)
+        mindresnet.resnet50(pretrained=True)
     leftovers = [p.name for p in (tmp_path / "home" / "checkpoints").iterdir()]
-    assert leftovers == ["resnet18-1e65cd21.ckpt.lock"]
+    assert leftovers == ["resnet50_224_new.ckpt.lock"]
 
 
 def test_sha256_mismatch_is_rejected(tmp_path, monkeypatch, file_server):
@@ -175,6 +261,8 @@ def test_sha256_mismatch_is_rejected(tmp_path, monkeypatch, file_server):
     assert not (tmp_path / "blob.bin").exists()
     good = hub.sha256_of(folder / "blob.bin")
     assert hub.fetch("https://example.org/blob.bin", tmp_path / "blob.bin", sha256=good, progressbar=False)
+    assert hub.fetch("https://example.org/blob.bin", tmp_path / "prefix" / "blob.bin", sha256=good[:8],
+                     progressbar=False)  # the prefix MindCV and torchvision put in file names
 
 
 def test_offline_error_names_url_cache_and_mirror(tmp_path, monkeypatch, closed_port_url):
@@ -194,3 +282,58 @@ def test_mirror_replaces_everything_before_the_file_name(monkeypatch):
     assert hub.resolve_url(url) == url
     monkeypatch.setenv("MINDRESNET_MIRROR", "http://mirror.local/weights")
     assert hub.resolve_url(url) == "http://mirror.local/weights/resnet18-1e65cd21.ckpt"
+
+
+def test_imagenet_class_names():
+    names = imagenet_class_names(1000)
+    assert len(names) == 1000 == len(set(names))
+    assert names[0] == "tench" and names[417] == "balloon" and names[999] == "toilet tissue"
+    with_background = imagenet_class_names(1001)  # mindspore/models: class i + 1 is ImageNet class i
+    assert with_background[0] == "background" and with_background[418] == "balloon"
+    with pytest.raises(ValueError, match="1000 or 1001 classes, not 10"):
+        imagenet_class_names(10)
+
+
+@pytest.mark.parametrize("num_classes,balloon", [(1000, 417), (1001, 418)])
+def test_pretrained_model_keeps_the_head_and_names_imagenet_classes(tmp_path, num_classes, balloon):
+    net = mindresnet.resnet18(num_classes=num_classes)
+    rename = to_models if num_classes == 1001 else to_mindcv
+    path = save_renamed(net, tmp_path / "imagenet.ckpt", rename)
+    loaded, meta = pretrained_model("resnet18", str(path))
+    assert loaded.fc.weight.shape == (num_classes, 512) and not loaded.load_report.skipped_head
+    assert meta.class_names[balloon] == "balloon" and len(meta.class_names) == num_classes
+    assert meta.class_names_from == "ImageNet"
+    assert meta.convention == ("torch" if num_classes == 1001 else "mindcv")
+    assert (meta.arch, meta.num_classes, meta.stem, meta.image_size) == ("resnet18", num_classes, "imagenet", 224)
+    assert meta.mean == (0.485, 0.456, 0.406) and meta.std == (0.229, 0.224, 0.225)
+
+
+def test_pretrained_model_uses_the_files_own_class_names(tmp_path):
+    stored = CheckpointMeta("resnet18", 3, stem="cifar", class_names=["a", "b", "c"], image_size=32,
+                            mean=(0.5,) * 3, std=(0.25,) * 3)
+    path = save_checkpoint(mindresnet.resnet18(num_classes=3, stem="cifar"), tmp_path / "three.ckpt", stored)
+    _, meta = pretrained_model("resnet18", str(path))
+    assert meta.class_names == ["a", "b", "c"] and meta.class_names_from == "metadata"
+    assert (meta.stem, meta.convention, meta.image_size, meta.mean, meta.std) == ("cifar", "mindcv", 32,
+                                                                                 (0.5,) * 3, (0.25,) * 3)
+
+
+def test_model_modules_import_one_way():
+    """No module of mindresnet.models imports one that imports it back, not even inside a function."""
+    folder = Path(mindresnet.models.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        module = f"mindresnet.models.{path.stem}"
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mindresnet.models."):
+                found.add(node.module)
+        imports[module] = found
+
+    def reaches(start, target, seen=()):
+        return any(dep == target or (dep not in seen and reaches(dep, target, seen + (dep,)))
+                   for dep in imports.get(start, ()))
+
+    cycles = [module for module in imports if reaches(module, module)]
+    assert not cycles, f"import cycles through {cycles}"
+    assert "mindresnet.models.factory" not in imports["mindresnet.models.registry"] | imports["mindresnet.models.pretrained"]

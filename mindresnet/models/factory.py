@@ -5,9 +5,9 @@ The network is built in the convention its weights were trained in (see
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
-from mindresnet.data.constants import IMAGENET_MEAN, IMAGENET_STD
+from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.imagenet import IMAGENET_CLASSES, imagenet_class_names
 from mindresnet.models.conventions import DEFAULT_CONVENTION, get_convention
 from mindresnet.models.pretrained import load_weights, open_weights
@@ -60,7 +60,7 @@ def _build(name: str, num_classes: int, stem: str, convention: str, **kwargs) ->
 
 
 def pretrained_model(arch: str, pretrained: Pretrained = True, convention: Optional[str] = None
-                     ) -> Tuple[ResNet, Dict[str, Any]]:
+                     ) -> Tuple[ResNet, CheckpointMeta]:
     """The network of ``pretrained`` weights with its own head, in inference mode, and how to feed it.
 
     Args:
@@ -69,31 +69,30 @@ def pretrained_model(arch: str, pretrained: Pretrained = True, convention: Optio
         convention: overrides the convention the weights declare or are detected to have.
 
     Returns:
-        ``(net, meta)``; ``meta`` holds ``arch``, ``num_classes``, ``stem``, ``convention``,
-        ``image_size``, ``mean``, ``std`` and ``class_names``: ImageNet names for a 1000- or
-        1001-class head, else the file's metadata names, else ``class_<i>``.
+        ``(net, meta)``, ``meta`` a :class:`~mindresnet.checkpoint_meta.CheckpointMeta` (as
+        :func:`mindresnet.trained.load_trained_model` returns) with ``arch``, ``num_classes``,
+        ``stem``, ``convention``, ``image_size``, ``mean``, ``std`` (the published entry's, else
+        the file's metadata, else ImageNet's at 224) and ``class_names``: the file's metadata names
+        (``class_names_from="metadata"``), else ImageNet names for a 1000- or 1001-class head
+        (``"ImageNet"``), else ``class_<i>`` (None).
     """
     source = open_weights(arch, pretrained)
-    stored = source.meta
-    num_classes = source.num_classes or int(stored.get("num_classes", IMAGENET_CLASSES))
-    stem = stored.get("stem", source.stem)
+    stored, weights = source.meta, source.weights
+    num_classes = source.num_classes or (stored.num_classes if stored else IMAGENET_CLASSES)
+    stem = stored.stem if stored else source.stem
     net = _build(arch, num_classes, stem, convention or source.convention)
     net.load_report = load_weights(net, source.path, source.params)
     net.set_train(False)
-    weights = source.weights
-    if stored.get("class_names"):
-        class_names = [str(name) for name in stored["class_names"]]
+    if stored and stored.class_names:
+        class_names, names_from = list(stored.class_names), "metadata"
     elif num_classes in (IMAGENET_CLASSES, IMAGENET_CLASSES + 1):
-        class_names = imagenet_class_names(num_classes)
+        class_names, names_from = imagenet_class_names(num_classes), "ImageNet"
     else:
-        class_names = [f"class_{i}" for i in range(num_classes)]
-    meta = {
-        "arch": arch, "num_classes": num_classes, "stem": stem, "convention": net.convention,
-        "image_size": weights.image_size if weights else int(stored.get("image_size", 224)),
-        "mean": list(weights.mean if weights else stored.get("mean", IMAGENET_MEAN)),
-        "std": list(weights.std if weights else stored.get("std", IMAGENET_STD)),
-        "class_names": class_names,
-    }
+        class_names, names_from = [f"class_{i}" for i in range(num_classes)], None
+    preprocessing = weights or stored or CheckpointMeta(arch, num_classes)  # image_size, mean, std
+    meta = CheckpointMeta(arch, num_classes, stem=stem, convention=net.convention,
+                          image_size=preprocessing.image_size, mean=tuple(preprocessing.mean),
+                          std=tuple(preprocessing.std), class_names=class_names, class_names_from=names_from)
     return net, meta
 
 

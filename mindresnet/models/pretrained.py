@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import List, Optional, Union
 
 from mindresnet import hub
 from mindresnet.errors import CheckpointError
 from mindresnet.checkpoint import assign_parameters
-from mindresnet.models.conventions import DEFAULT_CONVENTION
+from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.models.naming import IGNORED_SUFFIXES, canonical_name, detect_naming, naming_convention
 from mindresnet.models.registry import Weights, get_variant, get_weights
 from mindresnet.models.resnet import ResNet
@@ -37,7 +37,7 @@ class WeightsSource:
     Attributes:
         path: the file.
         params: its parameters by their stored names.
-        meta: its mindresnet metadata ({} for files from elsewhere).
+        meta: its mindresnet metadata (None for files from elsewhere).
         naming: its parameter naming scheme.
         convention: the convention its weights were trained in.
         weights: the published entry it was downloaded for, if any.
@@ -45,7 +45,7 @@ class WeightsSource:
 
     path: Path
     params: Params
-    meta: Dict[str, Any]
+    meta: Optional[CheckpointMeta]
     naming: str
     convention: str
     weights: Optional[Weights] = None
@@ -118,7 +118,7 @@ def open_weights(name: str, pretrained: Union[bool, str, Path]) -> WeightsSource
                               ".safetensors file, 'true' to download the published weights, or 'false'.")
     params, meta = read_weights(path)
     naming = detect_naming(params)
-    convention = meta.get("convention", DEFAULT_CONVENTION) if meta else naming_convention(naming, params)
+    convention = meta.convention if meta is not None else naming_convention(naming, params)
     return WeightsSource(path, params, meta, naming, convention)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import mindspore as ms
 
 from mindresnet.checkpoint import read_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -26,8 +27,8 @@ STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts ne
 Params = Dict[str, Union[ms.Parameter, ms.Tensor]]
 
 
-def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Dict[str, Any]]:
-    """``(parameters by name as stored, mindresnet metadata or {})`` of a weights file.
+def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Optional[CheckpointMeta]]:
+    """``(parameters by name as stored, mindresnet metadata or None)`` of a weights file.
 
     Raises:
         CheckpointError: missing, empty or unreadable file, unsupported suffix, a PyTorch file that
@@ -45,7 +46,7 @@ def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Dict[str, Any]]
     params = {name: ms.Tensor(value) for name, value in arrays.items()}
     if not params:
         raise CheckpointError(f"Weights file {path} holds no tensors.")
-    return params, {}
+    return params, None
 
 
 def _read_safetensors(path: Path) -> Dict[str, np.ndarray]:
