@@ -1,28 +1,25 @@
 """Reading and writing ``.ckpt`` files: atomic writes, metadata, clear errors on bad files.
 
-Training stores a JSON metadata string under :data:`META_KEY` (arch, num_classes, stem,
-image size, normalisation, class names, epoch, accuracy), so evaluation, prediction and
-export only need the checkpoint.
+Training stores a :class:`~mindresnet.checkpoint_meta.CheckpointMeta` as JSON under
+:data:`META_KEY`, so evaluation, prediction, export and resume only need the checkpoint.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import mindspore as ms
 
-from mindresnet.fileio import atomic_path
+from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.errors import CheckpointError
+from mindresnet.fileio import PathLike, atomic_path
 
 META_KEY = "mindresnet_meta"
 
-PathLike = Union[str, os.PathLike]
 
-
-def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Dict[str, Any]]:
-    """Load ``path`` into (parameters by name, metadata dict; empty when the file has none).
+def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Optional[CheckpointMeta]]:
+    """Load ``path`` into (parameters by name, its metadata or None for a checkpoint from elsewhere).
 
     Raises:
         CheckpointError: the file does not exist, is empty, truncated or not a checkpoint.
@@ -38,13 +35,14 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Dict[str, 
     except Exception as exc:
         raise CheckpointError(f"Checkpoint {path} cannot be read ({exc}). The file is truncated or "
                               "not a MindSpore .ckpt; delete it and download or copy it again.") from exc
-    meta: Dict[str, Any] = {}
+    meta = None
     raw = entries.pop(META_KEY, None)
     if raw is not None:
         try:
-            meta = json.loads(str(raw))
+            stored = json.loads(str(raw))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"Checkpoint {path} has unreadable mindresnet metadata: {exc}") from exc
+        meta = CheckpointMeta.from_dict(stored, str(path))
     params = {name: value for name, value in entries.items() if isinstance(value, ms.Parameter)}
     if not params:
         raise CheckpointError(f"Checkpoint {path} holds no parameters. Use a checkpoint saved by "
@@ -52,14 +50,9 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Dict[str, 
     return params, meta
 
 
-def read_metadata(path: PathLike) -> Dict[str, Any]:
-    """The mindresnet metadata stored in ``path`` ({} for a checkpoint from elsewhere)."""
-    return read_checkpoint(path)[1]
-
-
 def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: PathLike,
-                    metadata: Optional[Dict[str, Any]] = None) -> Path:
-    """Write ``params`` (a Cell or parameters) and ``metadata`` to ``path`` atomically.
+                    meta: Optional[CheckpointMeta] = None) -> Path:
+    """Write ``params`` (a Cell or parameters) and ``meta`` to ``path`` atomically.
 
     The file is written under a temporary name in the same folder and renamed, so a crash or
     Ctrl-C never leaves a half-written checkpoint under the final name.
@@ -68,7 +61,7 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
         save_obj: Any = params
     else:
         save_obj = [{"name": p.name, "data": p} for p in params]
-    append = {META_KEY: json.dumps(metadata)} if metadata else None
+    append = {META_KEY: json.dumps(meta.to_dict())} if meta is not None else None
     with atomic_path(path, ".ckpt") as tmp:  # ms.save_checkpoint appends ".ckpt" to names without it
         ms.save_checkpoint(save_obj, str(tmp), append_dict=append)
     return Path(path)

@@ -1,64 +1,74 @@
 """Training configuration: dataclass defaults, then a YAML file, then command-line flags.
 
 Every field of :class:`TrainConfig` is a YAML key (``data_dir`` or ``data-dir``) and a flag
-(``--data-dir``). The resolved configuration is saved next to the checkpoints it produced.
+(``--data-dir``); its help text and type live in the field itself (:func:`option`). YAML values and
+flag values go through the same conversion (:func:`convert_value`). The resolved configuration is
+saved next to the checkpoints it produced. A new flag is one new field here.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import os
-import re
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import yaml
 
-from mindresnet.fileio import write_text
+from mindresnet.cli.args import FALSE_WORDS, TRUE_WORDS, add_bool_flag, parse_bool
+from mindresnet.data.factory import DATASETS
 from mindresnet.errors import ConfigError
+from mindresnet.fileio import write_text
+from mindresnet.models.resnet import STEMS
 
 LR_SCHEDULES = ("cosine", "onecycle", "step", "constant")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-DATASETS = ("cifar10", "folder")
 OPTIMIZERS = ("momentum", "sgd")
+NONE_WORDS = ("none", "null", "")
+
+
+def option(default: Any, help_text: str, **kwargs: Any) -> Any:
+    """A TrainConfig field with its ``--help`` text."""
+    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
 
 
 @dataclass
 class TrainConfig:
     """Defaults reproduce the MindSpore tutorial: pretrained ResNet-50, CIFAR-10, 5 epochs."""
 
-    device: str = "CPU"                  # Ascend, GPU or CPU
-    arch: str = "resnet50"               # any name of mindresnet.list_models()
-    stem: str = "imagenet"               # imagenet (7x7/2 + pool) or cifar (3x3/1, no pool)
-    pretrained: str = "true"             # true (download official weights), false, or a .ckpt path
-    num_classes: Optional[int] = None    # classes of the head; unset: the dataset's class count
-    dataset: str = "cifar10"             # cifar10 (binary files) or folder (root/train/<class>/...)
-    data_dir: str = "datasets-cifar10-bin"  # CIFAR-10 binary folder (or its parent), or an image-folder root
-    download: bool = True                # fetch CIFAR-10 when data_dir holds none
-    image_size: int = 32                 # pixels per side fed to the model
-    epochs: int = 5                      # training epochs
-    batch_size: int = 256                # per device
-    optimizer: str = "momentum"          # momentum (tutorial) or sgd (momentum + nesterov)
-    lr: float = 1e-3                     # peak learning rate
-    min_lr: float = 1e-5                 # floor of cosine / onecycle decay
-    momentum: float = 0.9                # optimizer momentum
-    lr_schedule: str = "cosine"          # cosine, onecycle, step or constant
-    warmup_epochs: float = 0.0           # linear warm-up (onecycle: the rising part)
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    amp: str = "O0"                      # O0 float32; O1-O3 mixed precision with loss scaling
-    loss_scale: float = 1024.0           # static loss scale used when amp != O0
-    freeze_backbone: bool = False        # train only the fc head
-    seed: int = 1
-    ckpt_dir: str = "ckpt"
-    resume: bool = False                 # continue from <ckpt_dir>/<arch>-last.ckpt
-    eval_every: int = 1                  # evaluate (and maybe save best) every N epochs
-    workers: Optional[int] = None        # data workers; None: the machine's cores
-    max_steps_per_epoch: Optional[int] = None  # cap steps per epoch (smoke tests, benchmarks)
-    sink: bool = True                    # dataset sinking on Ascend/GPU (ignored on CPU)
-    config: Optional[str] = None         # a YAML file of these keys; flags override it
+    device: str = option("CPU", "Ascend, GPU or CPU")
+    arch: str = option("resnet50", "any name of mindresnet.list_models()")
+    stem: str = option("imagenet", "imagenet (7x7/2 conv + max-pool) or cifar (3x3/1 conv, no pool)")
+    pretrained: str = option("true", "true (download the official weights), false, or a checkpoint path")
+    num_classes: Optional[int] = option(None, "classes of the head; unset: the dataset's class count")
+    dataset: str = option("cifar10", f"one of {', '.join(DATASETS)}")
+    data_dir: str = option("datasets-cifar10-bin",
+                           "CIFAR-10 binary folder (or its parent), or an image-folder root")
+    download: bool = option(True, "fetch CIFAR-10 when --data-dir holds none")
+    image_size: int = option(32, "pixels per side fed to the model")
+    epochs: int = option(5, "training epochs")
+    batch_size: int = option(256, "images per step on each device")
+    optimizer: str = option("momentum", "momentum (the tutorial's) or sgd (momentum + Nesterov)")
+    lr: float = option(1e-3, "peak learning rate")
+    min_lr: float = option(1e-5, "floor of the cosine / onecycle decay")
+    momentum: float = option(0.9, "optimizer momentum")
+    lr_schedule: str = option("cosine", "cosine, onecycle, step or constant")
+    warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
+    weight_decay: float = option(0.0, "L2 weight decay (BatchNorm gamma/beta excluded)")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+    amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling")
+    loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
+    freeze_backbone: bool = option(False, "train only the fc head")
+    seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
+    ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves and the resolved config")
+    resume: bool = option(False, "continue from <ckpt-dir>/<arch>-last.ckpt")
+    eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs")
+    workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores")
+    max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
+    sink: bool = option(True, "dataset sinking on Ascend/GPU (ignored on CPU)")
+    config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
     def validate(self) -> "TrainConfig":
         """Check values against each other; raise ConfigError naming the flag."""
@@ -71,9 +81,9 @@ class TrainConfig:
              f"--warmup-epochs ({self.warmup_epochs}) must be >= 0 and smaller than --epochs ({self.epochs})"),
             (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}"),
             (self.amp in AMP_LEVELS, f"--amp must be one of {AMP_LEVELS}"),
-            (self.dataset in DATASETS, f"--dataset must be one of {DATASETS}"),
+            (self.dataset in DATASETS, f"--dataset must be one of {tuple(DATASETS)}"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
-            (self.stem in ("imagenet", "cifar"), "--stem must be imagenet or cifar"),
+            (self.stem in STEMS, f"--stem must be one of {STEMS}"),
             (self.image_size >= 32, f"--image-size must be >= 32, got {self.image_size}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
@@ -88,44 +98,60 @@ class TrainConfig:
         self.pretrained_value()
         return self
 
-    def pretrained_value(self):
+    def pretrained_value(self) -> Union[bool, str]:
         """``pretrained`` as True, False or a path string."""
         value = str(self.pretrained).strip()
-        if value.lower() in ("true", "yes", "1"):
+        if value.lower() in TRUE_WORDS:
             return True
-        if value.lower() in ("false", "no", "0", "none", ""):
+        if value.lower() in FALSE_WORDS + NONE_WORDS:
             return False
         if not os.path.isfile(value):
-            raise ConfigError(f"--pretrained {value}: no such file. Pass true, false or a .ckpt path.")
+            raise ConfigError(f"--pretrained {value}: no such file. Pass true, false or a checkpoint path.")
         return value
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = str(text).lower()
-    if lowered in ("true", "yes", "1", "on"):
-        return True
-    if lowered in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def field_type(field: dataclasses.Field) -> type:
+    """The field's value type: bool, int, float or str (``Optional`` unwrapped)."""
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    return args[0] if args else hint
 
 
-def _field_type(field: dataclasses.Field):
-    default = field.default
-    text = str(field.type)
-    if isinstance(default, bool) or "bool" in text:
-        return _parse_bool
-    if "int" in text:
-        return int
-    if "float" in text:
-        return float
-    return str
+def convert_value(field: dataclasses.Field, value: Any, where: str) -> Any:
+    """``value`` (from YAML or a flag) as the field's type; ConfigError naming ``where`` otherwise."""
+    kind = field_type(field)
+    optional = field.default is None
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in NONE_WORDS):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required.")
+    try:
+        if kind is bool:
+            return parse_bool(value)
+        if kind is str and isinstance(value, bool):  # YAML's `pretrained: true`
+            return str(value).lower()
+        if kind in (int, float) and isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("not a whole number")
+        return kind(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not a valid {kind.__name__} ({exc}).") from None
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
-    """Read a YAML config; keys may use ``-`` or ``_``. Unknown keys are an error naming the file."""
+    """Read a YAML config; keys may use ``-`` or ``_``; values converted as flags are.
+
+    Raises:
+        ConfigError: missing file, bad YAML, unknown key or bad value (naming the file and key).
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--config {path}: no such file.")
@@ -135,56 +161,48 @@ def load_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"--config {path}: not valid YAML ({exc}).") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of keys to values.")
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name: f for f in fields(TrainConfig)}
     values = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
             raise ConfigError(f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}.")
-        values[name] = value
+        values[name] = convert_value(known[name], value, f"--config {path}: key {key!r}")
     return values
 
 
-def field_help() -> Dict[str, str]:
-    """The trailing comment of each TrainConfig field, used as its --help text."""
-    source = inspect.getsource(TrainConfig)
-    return dict(re.findall(r"^    (\w+): [^=]+=.*?#\s*(.+)$", source, flags=re.MULTILINE))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser with one flag per TrainConfig field (defaults suppressed, see parse_args)."""
-    helps = field_help()
+    """An argparse parser with one flag per TrainConfig field; values stay raw until :func:`parse_args`."""
     parser = argparse.ArgumentParser(
         prog="python -m mindresnet.train",
-        description="Train a ResNet in graph mode. Values: defaults < --config YAML < flags.")
+        description="Train a ResNet in graph mode. Values: defaults < --config YAML < flags. "
+                    "Boolean flags: --flag, --no-flag or --flag true|false.")
     for field in fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default
-        parser.add_argument(flag, dest=field.name, type=_field_type(field), default=argparse.SUPPRESS,
-                            metavar=field.name.upper(),
-                            help=f"{helps.get(field.name, '')} (default: {default})")
+        help_text = f"{field.metadata['help']} (default: {field.default})"
+        if field_type(field) is bool:
+            add_bool_flag(parser, flag_name(field.name), field.name, argparse.SUPPRESS, help_text)
+        elif field.name == "pretrained":  # a boolean that also takes a path
+            parser.add_argument("--pretrained", dest="pretrained", nargs="?", const="true", default=argparse.SUPPRESS,
+                                metavar="true|false|PATH", help=help_text)
+            parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const="false",
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag_name(field.name), dest=field.name, default=argparse.SUPPRESS,
+                                metavar=field.name.upper(), help=help_text)
     return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """Resolve defaults, ``--config`` YAML and command-line flags into a validated TrainConfig."""
     cli = vars(build_parser().parse_args(argv))
+    known = {f.name: f for f in fields(TrainConfig)}
     values: Dict[str, Any] = {}
     if cli.get("config"):
         values.update(load_yaml(cli["config"]))
-    values.update(cli)
-    try:
-        config = TrainConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
-    for field in fields(TrainConfig):  # YAML values arrive untyped
-        value = getattr(config, field.name)
-        if value is not None and not isinstance(value, bool) and _field_type(field) in (int, float):
-            setattr(config, field.name, _field_type(field)(value))
-    return config.validate()
+    values.update({name: convert_value(known[name], value, flag_name(name)) for name, value in cli.items()})
+    return TrainConfig(**values).validate()
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
     write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
-

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from mindspore import nn, ops
 
 from mindresnet import engine
 from mindresnet.fileio import save_figure
-from mindresnet.inference import (DEFAULT_CKPT, add_data_args, add_model_args, build_eval_dataset,
-                                  model_from_args, run_cli)
+from mindresnet.cli import run_cli
+from mindresnet.cli.args import DEFAULT_CKPT, add_data_args, add_model_args, model_from_args
+from mindresnet.trained import build_eval_dataset
 
 ANNOTATE_MAX_CLASSES = 20  # above this the per-cell counts become unreadable
+TTA_MODES = ("flip",)
 
 
 @dataclass
@@ -61,18 +64,39 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def evaluate_model(net, dataset, class_names: Sequence[str]) -> EvalReport:
+class FlipAverage(nn.Cell):
+    """Test-time augmentation: the mean of ``net``'s logits on the images and their mirror images."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__(auto_prefix=False)  # a prefix would rename net's parameters
+        self.net = net
+
+    def construct(self, images):
+        return (self.net(images) + self.net(ops.flip(images, (3,)))) * 0.5
+
+
+def with_tta(net: nn.Cell, tta: Optional[str]) -> nn.Cell:
+    """``net`` wrapped for test-time augmentation ``tta`` (``flip``), or ``net`` itself for none."""
+    if not tta:
+        return net
+    if tta == "flip":
+        return FlipAverage(net)
+    raise ValueError(f"--tta {tta!r} is not one of {TTA_MODES}.")
+
+
+def evaluate_model(net, dataset, class_names: Sequence[str], tta: Optional[str] = None) -> EvalReport:
     """Run ``net`` over ``dataset`` and score it.
 
     Args:
         net: the network (switched to inference mode).
         dataset: batches of (image, label).
         class_names: names of the head's classes, in index order.
+        tta: test-time augmentation: ``flip`` averages the logits of each image and its mirror.
 
     Returns:
         An :class:`EvalReport`.
     """
-    logits, labels = engine.collect_logits(net, dataset)
+    logits, labels = engine.collect_logits(with_tta(net, tta), dataset)
     scores = engine.classification_metrics(logits, labels)
     matrix = confusion_matrix(labels, logits.argmax(axis=1), len(class_names))
     return EvalReport(accuracy=scores["accuracy"], top5=scores["top5"], loss=scores["loss"],
@@ -132,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser, ckpt_default=DEFAULT_CKPT)
     add_data_args(parser, batch_size=256)
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--tta", choices=TTA_MODES, default=None,
+                        help="test-time augmentation: flip averages each image's and its mirror's logits")
     parser.add_argument("--confusion", default="confusion_matrix.png",
                         help="confusion-matrix PNG to write (default: confusion_matrix.png; '' to skip)")
     return parser
@@ -141,16 +167,16 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate ``args.ckpt`` on ``args.data_dir``; print the report."""
     net, meta = model_from_args(args)
     dataset, class_names = build_eval_dataset(meta, args.data_dir, args.batch_size, args.workers, args.dataset)
-    report = evaluate_model(net, dataset, class_names)
+    report = evaluate_model(net, dataset, class_names, tta=args.tta)
     confusion: Optional[Path] = None
     if args.confusion:
         confusion = plot_confusion_matrix(report.confusion, class_names, Path(args.confusion),
-                                          title=f"{meta['arch']} on {args.data_dir}: top-1 {report.accuracy:.3f}")
+                                          title=f"{meta.arch} on {args.data_dir}: top-1 {report.accuracy:.3f}")
     if args.json:
-        print(json.dumps({"checkpoint": str(args.ckpt), "arch": meta["arch"], **report.to_dict(),
+        print(json.dumps({"checkpoint": str(args.ckpt), "arch": meta.arch, **report.to_dict(),
                           "confusion_png": str(confusion) if confusion else None}))
     else:
-        print(format_report(report, title=f"{args.ckpt} ({meta['arch']}) on {args.data_dir}"))
+        print(format_report(report, title=f"{args.ckpt} ({meta.arch}) on {args.data_dir}"))
         if confusion:
             print(f"\nconfusion matrix: {confusion}")
     return 0

@@ -62,7 +62,8 @@ def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None 
 
 
 def _set_cpu_threads(threads: int) -> None:
-    # MindSpore's default of 25 kernel threads oversubscribes small machines (REFERENCE.md §6).
+    # MindSpore's default of 25 kernel threads oversubscribes small machines: on 2 cores, ResNet-50
+    # 32x32 b32 training went from 56 to 70 img/s with 2 threads.
     # The setting may only be applied once per process.
     try:
         ms.device_context.cpu.op_tuning.threads_num(threads)

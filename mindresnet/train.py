@@ -18,17 +18,22 @@ import numpy as np
 from tqdm import tqdm
 
 from mindresnet import __version__, engine
-from mindresnet.checkpoint import CheckpointError, assign_parameters, read_checkpoint, save_checkpoint
-from mindresnet.config import ConfigError, TrainConfig, parse_args, save_config
+from mindresnet.checkpoint import assign_parameters, read_checkpoint, save_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.cli import run_guarded
+from mindresnet.config import TrainConfig, parse_args, save_config
+from mindresnet.data.constants import CLASS_INDICES_FILE
+from mindresnet.data.factory import LoadedDataset, create_dataset
 from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
+from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
-from mindresnet.runtime import DeviceError, setup_context
-from mindresnet.errors import TrainingDiverged
+from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
 
 SCHEDULE_PARAMS = ("learning_rate", "momentum")  # optimizer entries that the config, not the checkpoint, sets
+RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size")
 
 
 @dataclass
@@ -43,23 +48,14 @@ class FitResult:
     history: List[Dict[str, float]] = field(default_factory=list)
 
 
-def build_datasets(config: TrainConfig, dist: DistInfo):
-    """(train dataset sharded for this rank, test dataset, class names, mean, std)."""
-    from mindresnet import data
-
+def build_datasets(config: TrainConfig, dist: DistInfo) -> Tuple[LoadedDataset, LoadedDataset]:
+    """(train split sharded for this rank, eval split) of ``config.dataset``."""
     common = dict(image_size=config.image_size, batch_size=config.batch_size, workers=config.workers)
-    if config.dataset == "cifar10":
-        train_ds, names = data.create_dataset_cifar10(
-            config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
-            download=config.download, **common)
-        test_ds, _ = data.create_dataset_cifar10(config.data_dir, "test", download=False, **common)
-        return train_ds, test_ds, names, data.CIFAR10_MEAN, data.CIFAR10_STD
-    indices = Path(config.ckpt_dir) / "class_indices.json"
-    train_ds, names = data.create_dataset_folder(
-        config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
-        class_indices_path=indices if dist.is_main else None, **common)
-    test_ds, _ = data.create_dataset_folder(config.data_dir, "val", **common)
-    return train_ds, test_ds, names, data.IMAGENET_MEAN, data.IMAGENET_STD
+    train = create_dataset(config.dataset, config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
+                           download=config.download,
+                           class_indices_path=Path(config.ckpt_dir) / CLASS_INDICES_FILE if dist.is_main else None,
+                           **common)
+    return train, create_dataset(config.dataset, config.data_dir, "eval", **common)
 
 
 def checkpoint_paths(config: TrainConfig) -> Tuple[Path, Path]:
@@ -89,7 +85,8 @@ def fit(config: TrainConfig) -> FitResult:
     if not config.resume and last_path.exists() and dist.is_main:
         raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume true to continue it, "
                           "or --ckpt-dir <new folder> to start a new run without touching it.")
-    train_ds, test_ds, class_names, mean, std = build_datasets(config, dist)
+    train, test = build_datasets(config, dist)
+    train_ds, test_ds, class_names = train.pipeline, test.pipeline, train.class_names
     num_classes = config.num_classes or len(class_names)
     if num_classes != len(class_names):
         raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
@@ -109,12 +106,12 @@ def fit(config: TrainConfig) -> FitResult:
                                        config.weight_decay, loss_scale)
     train_step = engine.build_train_step(net, engine.build_loss(config.label_smoothing), optimizer,
                                          config.amp, loss_scale)
-    metadata = {"arch": config.arch, "num_classes": num_classes, "stem": config.stem,
-                "image_size": config.image_size, "mean": list(mean), "std": list(std),
-                "class_names": list(class_names), "dataset": config.dataset, "mindresnet": __version__}
+    meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
+                          mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
+                          dataset=config.dataset, mindresnet=__version__)
     start_epoch, best_acc, history = 0, -1.0, []
     if config.resume:
-        start_epoch, best_acc = restore(train_step, optimizer, last_path, metadata, steps_per_epoch)
+        start_epoch, best_acc = restore(train_step, optimizer, last_path, meta, steps_per_epoch)
         history = [row for row in read_metrics(ckpt_dir / "metrics.csv") if row["epoch"] <= start_epoch]
     if dist.is_main:
         save_config(config, ckpt_dir / "config.yaml")
@@ -126,12 +123,10 @@ def fit(config: TrainConfig) -> FitResult:
     def save_last(epochs_done: int) -> None:
         if dist.is_main:
             save_checkpoint(train_step.get_parameters(), last_path,
-                            {**metadata, "epoch": epochs_done, "best_accuracy": best_acc})
+                            meta.replace(epoch=epochs_done, best_accuracy=best_acc))
         elif (rank_copy := rank_weights_path(last_path, dist)) is not None:  # test hook, see distributed.py
-            save_checkpoint(train_step.get_parameters(), rank_copy,
-                            {**metadata, "epoch": epochs_done, "rank": dist.rank})
+            save_checkpoint(train_step.get_parameters(), rank_copy, meta.replace(epoch=epochs_done, rank=dist.rank))
 
-    epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
         try:
             mean_loss, seconds = run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist)
@@ -147,7 +142,7 @@ def fit(config: TrainConfig) -> FitResult:
             row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
             if scores["accuracy"] > best_acc:
                 best_acc = scores["accuracy"]
-                save_checkpoint(net, best_path, {**metadata, "epoch": epoch + 1, "accuracy": best_acc})
+                save_checkpoint(net, best_path, meta.replace(epoch=epoch + 1, accuracy=best_acc))
         history.append(row)
         save_last(epoch + 1)
         if dist.is_main:
@@ -188,42 +183,44 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
     return float(np.mean(losses)), time.perf_counter() - start
 
 
-def restore(train_step, optimizer, last_path: Path, metadata: Dict, steps_per_epoch: int) -> Tuple[int, float]:
+def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_per_epoch: int
+            ) -> Tuple[int, float]:
     """Load ``last_path`` into the train step; return (epochs done, best accuracy so far)."""
     if not last_path.exists():
         raise CheckpointError(f"--resume: {last_path} does not exist. Train without --resume first, "
                               "or point --ckpt-dir at the folder of the run to continue.")
-    params, meta = read_checkpoint(last_path)
+    params, stored = read_checkpoint(last_path)
+    if stored is None:
+        raise CheckpointError(f"--resume: {last_path} has no mindresnet metadata; it was not written by "
+                              "mindresnet.train. Point --ckpt-dir at the folder of the run to continue.")
     params = {k: v for k, v in params.items() if k not in SCHEDULE_PARAMS}
-    for key in ("arch", "num_classes", "stem", "image_size"):
-        if meta.get(key) != metadata[key]:
-            raise CheckpointError(f"--resume: {last_path} was trained with {key}={meta.get(key)!r}, "
-                                  f"this run has {key}={metadata[key]!r}. Use the same flags or another --ckpt-dir.")
+    for key in RESUME_MUST_MATCH:
+        if getattr(stored, key) != getattr(meta, key):
+            raise CheckpointError(f"--resume: {last_path} was trained with {key}={getattr(stored, key)!r}, "
+                                  f"this run has {key}={getattr(meta, key)!r}. Use the same flags or another "
+                                  "--ckpt-dir.")
     # The LR table and momentum come from this run's config, so a longer --epochs extends the schedule.
     missing = [name for name in assign_parameters(train_step, params) if name not in SCHEDULE_PARAMS]
     if missing:
         raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
                               f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")
-    epochs_done = int(meta.get("epoch", 0))
+    epochs_done = stored.epoch
     # The schedule position follows whole epochs, so an interrupted epoch restarts from its beginning.
     optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch], np.int32)))
     logger.info("resumed from %s after epoch %d", last_path, epochs_done)
-    return epochs_done, float(meta.get("best_accuracy", -1.0))
+    return epochs_done, stored.best_accuracy if stored.best_accuracy is not None else -1.0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        config = parse_args(argv)
-        result = fit(config)
-    except (ConfigError, DeviceError, CheckpointError, TrainingDiverged, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    print(f"best accuracy {result.best_accuracy:.4f}: {result.best_path}")
-    return 0
+
+    def train() -> int:
+        result = fit(parse_args(argv))
+        print(f"best accuracy {result.best_accuracy:.4f}: {result.best_path}")
+        return 0
+
+    return run_guarded(train)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from mindresnet.fileio import save_figure
-from mindresnet.inference import (DEFAULT_CKPT, add_data_args, add_model_args, build_eval_dataset,
-                                  model_from_args, run_cli)
+from mindresnet.cli import run_cli
+from mindresnet.cli.args import DEFAULT_CKPT, add_data_args, add_model_args, model_from_args
+from mindresnet.errors import ConfigError, DataError
+from mindresnet.trained import build_eval_dataset
 
 RIGHT_COLOR = "blue"
 WRONG_COLOR = "red"
@@ -53,7 +55,7 @@ def first_batch(dataset, num: int) -> Tuple[np.ndarray, np.ndarray]:
         if sum(len(batch) for batch in labels) >= num:
             break
     if not images:
-        raise ValueError("The dataset is empty: no image to show.")
+        raise DataError("The dataset is empty: no image to show.")
     return np.concatenate(images)[:num], np.concatenate(labels)[:num].astype(np.int64)
 
 
@@ -129,12 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Draw the first ``args.num`` test images of ``args.data_dir`` with ``args.ckpt``'s predictions."""
     if args.num < 1:
-        raise ValueError(f"--num must be at least 1, got {args.num}")
+        raise ConfigError(f"--num must be at least 1, got {args.num}")
     net, meta = model_from_args(args)
     dataset, class_names = build_eval_dataset(meta, args.data_dir, min(args.batch_size, args.num), args.workers,
                                               args.dataset)
     images, labels = first_batch(dataset, args.num)
-    tiles = plot_predictions(net, images, labels, class_names, meta["mean"], meta["std"], Path(args.out),
+    tiles = plot_predictions(net, images, labels, class_names, meta.mean, meta.std, Path(args.out),
                              show=args.show)
     right = sum(tile.correct for tile in tiles)
     print(f"{right}/{len(tiles)} right; saved {args.out}")

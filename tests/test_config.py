@@ -1,8 +1,11 @@
 """Configuration: defaults < YAML < flags, validation with messages that name the flag or file."""
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 import yaml
 
-from mindresnet.config import ConfigError, TrainConfig, parse_args, save_config
+from mindresnet.config import ConfigError, TrainConfig, build_parser, parse_args, save_config
 
 REPO_CONFIGS = ["configs/tutorial_resnet50.yaml", "configs/resnet18_cifar_scratch.yaml"]
 
@@ -24,16 +27,15 @@ def test_cli_beats_yaml_beats_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("path", REPO_CONFIGS)
-def test_shipped_configs_parse(path):
-    from pathlib import Path
-
-    config = parse_args(["--config", str(Path(__file__).resolve().parents[1] / path)])
-    assert config.config.endswith(path.split("/")[-1])
+def test_shipped_configs_apply_every_key(path):
+    file = Path(__file__).resolve().parents[1] / path
+    config = parse_args(["--config", str(file)])
+    for key, value in yaml.safe_load(file.read_text()).items():
+        got = config.pretrained_value() if key == "pretrained" else getattr(config, key.replace("-", "_"))
+        assert got == value, key
 
 
 def test_resnet18_config_is_the_scratch_recipe():
-    from pathlib import Path
-
     config = parse_args(["--config", str(Path(__file__).resolve().parents[1] / REPO_CONFIGS[1])])
     assert (config.arch, config.stem, config.lr, config.weight_decay) == ("resnet18", "cifar", 0.1, 5e-4)
     assert config.pretrained_value() is False
@@ -68,7 +70,64 @@ def test_bad_yaml_files(tmp_path):
 def test_bad_flag_value_exits_with_usage(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--freeze-backbone", "maybe"])
-    assert "expected true or false" in capsys.readouterr().err
+    assert "--freeze-backbone: expected one of true/yes/1/on/false/no/0/off, got 'maybe'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], False),
+    (["--resume"], True),
+    (["--resume", "--lr", "0.1"], True),
+    (["--resume", "false"], False),
+    (["--resume", "yes"], True),
+    (["--no-resume"], False),
+])
+def test_boolean_flags_bare_negated_or_valued(argv, expected):
+    assert parse_args(argv).resume is expected
+
+
+def test_pretrained_flag_takes_a_boolean_or_a_path(tmp_path):
+    weights = tmp_path / "w.ckpt"
+    weights.write_bytes(b"x")
+    assert parse_args(["--pretrained"]).pretrained_value() is True
+    assert parse_args(["--no-pretrained"]).pretrained_value() is False
+    assert parse_args(["--pretrained", "false"]).pretrained_value() is False
+    assert parse_args(["--pretrained", str(weights)]).pretrained_value() == str(weights)
+
+
+@pytest.mark.parametrize("text, expected", [("true", True), ("false", False), ('"false"', False), ("'no'", False),
+                                            ("yes", True), ("1", True), ('"0"', False), ("off", False)])
+def test_yaml_booleans(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"freeze_backbone: {text}\n")
+    assert parse_args(["--config", str(path)]).freeze_backbone is expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("freeze_backbone: maybe", "key 'freeze_backbone': 'maybe' is not a valid bool"),
+    ("epochs: 2.5", "key 'epochs': 2.5 is not a valid int"),
+    ("lr: fast", "key 'lr': 'fast' is not a valid float"),
+    ("epochs: true", "key 'epochs': True is not a valid int"),
+])
+def test_yaml_bad_values_name_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=f"bad.yaml: {message}"):
+        parse_args(["--config", str(path)])
+
+
+def test_yaml_and_flags_convert_alike(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: '7'\nnum_classes: null\nwarmup_epochs: 1\n")
+    from_yaml = parse_args(["--config", str(path)])
+    from_flags = parse_args(["--epochs", "7", "--num-classes", "none", "--warmup-epochs", "1"])
+    assert (from_yaml.epochs, from_yaml.num_classes, from_yaml.warmup_epochs) == (7, None, 1.0)
+    assert (from_flags.epochs, from_flags.num_classes, from_flags.warmup_epochs) == (7, None, 1.0)
+
+
+def test_every_flag_has_help():
+    helps = {action.dest: action.help for action in build_parser()._actions if action.help != "==SUPPRESS=="}
+    for field in fields(TrainConfig):
+        assert helps[field.name] and not helps[field.name].startswith(" (default"), field.name
 
 
 def test_saved_config_round_trips(tmp_path):

@@ -13,7 +13,7 @@ from mindresnet import evaluate
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.data import DataError
 from mindresnet.data.constants import RECORD_BYTES
-from mindresnet.inference import build_eval_dataset, load_trained_model
+from mindresnet.trained import build_eval_dataset, load_trained_model
 
 SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
 
@@ -35,10 +35,10 @@ def model(trained_ckpt):
 
 def test_load_trained_model_reads_metadata(model):
     net, meta = model
-    assert (net.arch, meta["arch"], meta["num_classes"], meta["stem"], meta["image_size"]) == \
+    assert (net.arch, meta.arch, meta.num_classes, meta.stem, meta.image_size) == \
         ("resnet18", "resnet18", 10, "cifar", 32)
-    assert meta["class_names"] == CLASS_NAMES and meta["class_names_from"] == "metadata"
-    assert meta["dataset"] == "cifar10" and len(meta["mean"]) == len(meta["std"]) == 3
+    assert meta.class_names == CLASS_NAMES and meta.class_names_from == "metadata"
+    assert meta.dataset == "cifar10" and len(meta.mean) == len(meta.std) == 3
     assert not net.training
 
 
@@ -114,7 +114,7 @@ def test_folder_checkpoint_evaluates_the_val_split(trained_ckpt, real_subset, tm
             Image.fromarray(records[index, 1:].reshape(3, 32, 32).transpose(1, 2, 0)).resize((48, 40)).save(
                 folder / f"{index}.png")
     params, meta = read_checkpoint(trained_ckpt)
-    ckpt = save_checkpoint(list(params.values()), tmp_path / "folder.ckpt", {**meta, "dataset": "folder"})
+    ckpt = save_checkpoint(list(params.values()), tmp_path / "folder.ckpt", meta.replace(dataset="folder"))
     code = evaluate.main(["--ckpt", str(ckpt), "--data-dir", str(root), "--json", "--confusion", ""])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -10,6 +10,7 @@ import pytest
 
 from mindresnet import engine, train
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.config import ConfigError, TrainConfig
 from mindresnet.metrics_log import read_metrics
 from mindresnet.models.pretrained import OPTIMIZER_PREFIXES
@@ -33,12 +34,12 @@ def test_two_epoch_run_writes_checkpoints_metrics_and_curves(tiny_cifar, tmp_pat
     for name in ("resnet18-best.ckpt", "resnet18-last.ckpt", "metrics.csv", "training_curves.png", "config.yaml"):
         assert (ckpt / name).stat().st_size > 0, name
     params, meta = read_checkpoint(ckpt / "resnet18-best.ckpt")
-    assert meta["arch"] == "resnet18" and meta["num_classes"] == 10 and meta["stem"] == "cifar"
-    assert meta["class_names"][0] == "airplane" and len(meta["mean"]) == 3 and meta["image_size"] == 32
-    assert meta["accuracy"] == pytest.approx(result.best_accuracy)
+    assert meta.arch == "resnet18" and meta.num_classes == 10 and meta.stem == "cifar"
+    assert meta.class_names[0] == "airplane" and len(meta.mean) == 3 and meta.image_size == 32
+    assert meta.accuracy == pytest.approx(result.best_accuracy)
     assert not any(name.startswith(OPTIMIZER_PREFIXES) for name in params)  # best: weights only
     last_params, last_meta = read_checkpoint(ckpt / "resnet18-last.ckpt")
-    assert last_meta["epoch"] == 2 and {"accum.fc.weight", "stat.fc.weight"} <= set(last_params)
+    assert last_meta.epoch == 2 and {"accum.fc.weight", "stat.fc.weight"} <= set(last_params)
     rows = read_metrics(ckpt / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 and r["images_per_s"] > 0 for r in rows)
@@ -60,7 +61,7 @@ def test_ctrl_c_saves_last_and_resume_continues_the_schedule(tiny_cifar, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         train.fit(config)
     params, meta = read_checkpoint(tmp_path / "ckpt" / "resnet18-last.ckpt")
-    assert meta["epoch"] == 1
+    assert meta.epoch == 1
     assert int(params["global_step"].asnumpy().reshape(-1)[0]) == 4  # 3 steps + 1 of the interrupted epoch
 
     monkeypatch.setattr(train, "run_epoch", real_run_epoch)
@@ -106,7 +107,7 @@ def test_class_count_must_match_the_dataset(tiny_cifar, tmp_path):
 
 def test_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
     net = ms.nn.Dense(3, 2)
-    path = save_checkpoint(net, tmp_path / "model.ckpt", {"epoch": 1})
+    path = save_checkpoint(net, tmp_path / "model.ckpt", CheckpointMeta(arch="resnet18", num_classes=2, epoch=1))
     before = path.read_bytes()
 
     def crash(save_obj, ckpt_file_name, **kwargs):
@@ -115,7 +116,7 @@ def test_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ms, "save_checkpoint", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(net, path, {"epoch": 2})
+        save_checkpoint(net, path, CheckpointMeta(arch="resnet18", num_classes=2, epoch=2))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
 
@@ -130,6 +131,65 @@ def test_lr_schedules():
     assert int(np.argmax(onecycle)) == 30 and onecycle[0] == pytest.approx(0.002)
     step = lr_schedule("step", 1.0, 0.0, epochs=4, steps_per_epoch=1)
     assert step == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    assert lr_schedule("constant", 0.3, 0.0, epochs=2, steps_per_epoch=3) == pytest.approx([0.3] * 6)
+
+
+def test_label_smoothing_changes_the_loss():
+    logits = ms.Tensor(np.array([[4.0, 0.0, -2.0], [0.5, 2.0, 0.0]], np.float32))
+    labels = ms.Tensor(np.array([0, 1], np.int32))
+    plain = float(engine.build_loss(0.0)(logits, labels).asnumpy())
+    smooth = float(engine.build_loss(0.2)(logits, labels).asnumpy())
+    log_probs = logits.asnumpy() - np.log(np.exp(logits.asnumpy()).sum(axis=1, keepdims=True))
+    expected = -(0.8 * log_probs[[0, 1], [0, 1]] + 0.2 / 3 * log_probs.sum(axis=1)).mean()
+    assert smooth == pytest.approx(expected, rel=1e-5) and smooth > plain
+
+
+@pytest.mark.parametrize("amp", ["O1", "O2", "O3"])
+def test_mixed_precision_levels_build_and_step_on_cpu(amp):
+    from mindresnet.models import create_model
+
+    net = create_model("resnet18", num_classes=10, stem="cifar")
+    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0, loss_scale=1024.0)
+    step = engine.build_train_step(net, engine.build_loss(), optimizer, amp=amp, loss_scale=1024.0)
+    x = ms.Tensor(np.random.default_rng(0).random((2, 3, 32, 32), np.float32))
+    before = net.fc.weight.asnumpy().copy()
+    loss = float(step(x, ms.Tensor(np.array([1, 2], np.int32))).asnumpy())
+    assert np.isfinite(loss) and not np.array_equal(net.fc.weight.asnumpy(), before)
+
+
+def test_eval_every_evaluates_on_schedule(tiny_cifar, tmp_path):
+    result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3, eval_every=2, max_steps_per_epoch=1))
+    assert ["accuracy" in row for row in result.history] == [False, True, True]  # epoch 2, and the last
+
+
+def test_resume_refuses_a_run_of_other_flags(tiny_cifar, tmp_path):
+    from mindresnet.errors import CheckpointError
+
+    train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1, max_steps_per_epoch=1))
+    with pytest.raises(CheckpointError, match="trained with stem='cifar', this run has stem='imagenet'"):
+        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=2, resume=True, stem="imagenet"))
+    with pytest.raises(CheckpointError, match="trained with image_size=32, this run has image_size=40"):
+        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=2, resume=True, image_size=40))
+
+
+def test_fit_on_an_image_folder_writes_class_indices(tmp_path):
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("cat", "dog", "fox"):
+            folder = tmp_path / "pets" / split / name
+            folder.mkdir(parents=True)
+            for index in range(4):
+                Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    config = tiny_config(tmp_path / "pets", tmp_path / "ckpt", dataset="folder", epochs=1, batch_size=4,
+                         image_size=32)
+    result = train.fit(config)
+    assert json.loads((tmp_path / "ckpt" / "class_indices.json").read_text()) == {"0": "cat", "1": "dog", "2": "fox"}
+    _, meta = read_checkpoint(result.best_path)
+    assert (meta.dataset, meta.class_names, meta.num_classes) == ("folder", ["cat", "dog", "fox"], 3)
 
 
 def run_cli(*args, timeout=600):

@@ -7,7 +7,7 @@ import pytest
 from conftest import CLASS_NAMES
 from mindresnet import visualize
 from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
-from mindresnet.inference import build_eval_dataset, load_trained_model
+from mindresnet.trained import build_eval_dataset, load_trained_model
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_plot_predictions_titles_and_colours(model, real_subset, tmp_path):
     dataset, names = build_eval_dataset(meta, real_subset, batch_size=32)
     images, labels = visualize.first_batch(dataset, 32)
     out = tmp_path / "grid.png"
-    tiles = visualize.plot_predictions(net, images, labels, names, meta["mean"], meta["std"], out)
+    tiles = visualize.plot_predictions(net, images, labels, names, meta.mean, meta.std, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [tile.true for tile in tiles] == [CLASS_NAMES[i] for i in labels]
     right = [tile for tile in tiles if tile.correct]

@@ -1,0 +1,44 @@
+"""The command-line layer: every ``python -m mindresnet.<tool>`` runs through :func:`run_cli`.
+
+A :class:`~mindresnet.errors.MindresnetError` is printed as ``error: ...`` with exit code 1, Ctrl-C
+ends with 130; any other exception is a bug and keeps its traceback. Shared flags and value
+parsers live in :mod:`mindresnet.cli.args`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from mindresnet.errors import MindresnetError
+
+EXIT_USER_ERROR = 1
+EXIT_BAD_FLAGS = 2  # argparse's own
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+
+def run_guarded(action: Callable[[], int]) -> int:
+    """Run ``action``; turn a user error into ``error: ...`` on stderr and its exit code."""
+    try:
+        return action()
+    except MindresnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
+            argv: Optional[Sequence[str]] = None, log_level: int = logging.WARNING) -> int:
+    """Parse ``argv`` with ``parser`` and call ``run`` through :func:`run_guarded`.
+
+    Returns:
+        The exit code: ``run``'s, 1 on a user error, 2 on bad flags, 130 on Ctrl-C.
+    """
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error (or --help)
+        return int(exc.code or 0)
+    return run_guarded(lambda: run(args))

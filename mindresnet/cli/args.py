@@ -1,0 +1,92 @@
+"""Flags shared by the command-line tools, and the parsers of their values."""
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Tuple
+
+from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.data.constants import CLASS_INDICES_FILE
+from mindresnet.data.factory import DATASETS
+from mindresnet.errors import DeviceError
+from mindresnet.models.resnet import STEMS
+from mindresnet.runtime import DEVICES, normalize_device, setup_context
+from mindresnet.trained import load_trained_model
+
+DEFAULT_CKPT = "ckpt/resnet50-best.ckpt"  # where the default `python -m mindresnet.train` run puts it
+DEFAULT_DATA_DIR = "datasets-cifar10-bin"
+TRUE_WORDS = ("true", "yes", "1", "on")
+FALSE_WORDS = ("false", "no", "0", "off")
+
+
+def parse_bool(text) -> bool:
+    """``true/yes/1/on`` or ``false/no/0/off`` (any case; real booleans pass through)."""
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """MindSpore's spelling of a device name given in any case."""
+    try:
+        return normalize_device(text)
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_bool_flag(parser, flag: str, dest: str, default, help_text: str) -> None:
+    """``--flag`` (true), ``--flag VALUE`` and ``--no-flag`` (false), all into ``dest``."""
+    parser.add_argument(flag, dest=dest, nargs="?", const=True, type=parse_bool, default=default,
+                        metavar="BOOL", help=help_text)
+    parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=default,
+                        help=argparse.SUPPRESS)
+
+
+def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] = None) -> None:
+    """``--ckpt``, ``--device`` and the overrides for checkpoints without metadata."""
+    parser.add_argument("--ckpt", default=ckpt_default, required=ckpt_default is None,
+                        help="checkpoint written by mindresnet.train" +
+                             (f" (default: {ckpt_default})" if ckpt_default else ""))
+    parser.add_argument("--device", default="CPU", choices=DEVICES, type=device_name,
+                        help="device to run on (default: CPU)")
+    group = parser.add_argument_group("model (read from the checkpoint's metadata; needed only without it)")
+    group.add_argument("--arch", help="model name, e.g. resnet18")
+    group.add_argument("--num-classes", type=positive_int, help="classes of the head")
+    group.add_argument("--stem", choices=STEMS, help="stem the model was trained with")
+    group.add_argument("--image-size", type=positive_int, help="input side in pixels")
+    group.add_argument("--class-indices", help=f"{CLASS_INDICES_FILE} with the class names "
+                                               "(default: metadata, else the file beside --ckpt)")
+
+
+def add_data_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """``--data-dir``, ``--dataset``, ``--batch-size`` and ``--workers`` of the tools that read a dataset."""
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help=f"CIFAR-10 folder or image-folder root (default: {DEFAULT_DATA_DIR})")
+    parser.add_argument("--dataset", choices=tuple(DATASETS),
+                        help="which reader; its held-out split is used (default: the checkpoint's)")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help=f"images per batch (default: {batch_size})")
+    parser.add_argument("--workers", type=positive_int, help="data pipeline workers (default: the cores)")
+
+
+def model_from_args(args: argparse.Namespace, mode: str = "graph") -> Tuple[object, CheckpointMeta]:
+    """Set up the MindSpore context for ``--device`` and load ``--ckpt``.
+
+    ``mode``: ``graph`` for many batches (evaluate, visualize, export); ``pynative`` for a few
+    images (predict), where compiling the graph would cost more than it saves.
+    """
+    setup_context(args.device, mode=mode)
+    return load_trained_model(args.ckpt, arch=args.arch, num_classes=args.num_classes, stem=args.stem,
+                              image_size=args.image_size, class_indices=args.class_indices)
