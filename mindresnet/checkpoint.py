@@ -51,18 +51,24 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Optional[C
 
 
 def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: PathLike,
-                    meta: Optional[CheckpointMeta] = None) -> Path:
+                    meta: Optional[CheckpointMeta] = None, keep_backup: bool = False) -> Path:
     """Write ``params`` (a Cell or parameters) and ``meta`` to ``path`` atomically.
 
     The file is written under a temporary name in the same folder and renamed, so a crash or
-    Ctrl-C never leaves a half-written checkpoint under the final name.
+    Ctrl-C never leaves a half-written checkpoint under the final name. With ``keep_backup``, the
+    new file is read back before it takes the name, and the previous one stays as
+    ``<stem>.bak.ckpt`` (see :func:`mindresnet.fileio.atomic_path`).
+
+    Raises:
+        WriteError: the file could not be written (e.g. a full disk); the old file is unchanged.
     """
     if isinstance(params, ms.nn.Cell):
         save_obj: Any = params
     else:
         save_obj = [{"name": p.name, "data": p} for p in params]
     append = {META_KEY: json.dumps(meta.to_dict())} if meta is not None else None
-    with atomic_path(path, ".ckpt") as tmp:  # ms.save_checkpoint appends ".ckpt" to names without it
+    verify = read_checkpoint if keep_backup else None
+    with atomic_path(path, ".ckpt", keep_backup=keep_backup, verify=verify) as tmp:  # ms appends .ckpt otherwise
         ms.save_checkpoint(save_obj, str(tmp), append_dict=append)
     return Path(path)
 

@@ -35,6 +35,9 @@ class CheckpointMeta:
     dataset: Optional[str] = None
     mindresnet: Optional[str] = None  # package version that wrote the file
     epoch: int = 0  # epochs completed
+    step: int = 0  # steps done of the interrupted epoch (last checkpoints; 0 at an epoch's end)
+    epoch_loss_sum: float = 0.0  # summed loss of those steps, so the epoch's mean loss survives a resume
+    epoch_seconds: float = 0.0  # their training time, likewise for the epoch's images/s
     accuracy: Optional[float] = None  # eval top-1 of these weights (best checkpoints)
     best_accuracy: Optional[float] = None  # best eval top-1 of the run so far (last checkpoints)
     rank: Optional[int] = None  # data-parallel rank that wrote a per-rank copy
@@ -53,7 +56,8 @@ class CheckpointMeta:
                                   "it was not written by mindresnet.train. Pass --arch and --num-classes.")
         try:
             meta = cls(**values, extra=extra)
-            meta.num_classes, meta.image_size, meta.epoch = int(meta.num_classes), int(meta.image_size), int(meta.epoch)
+            meta.num_classes, meta.image_size = int(meta.num_classes), int(meta.image_size)
+            meta.epoch, meta.step = int(meta.epoch), int(meta.step)
             meta.mean, meta.std = tuple(float(v) for v in meta.mean), tuple(float(v) for v in meta.std)
             meta.class_names = [str(name) for name in meta.class_names]
         except (TypeError, ValueError) as exc:

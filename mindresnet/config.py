@@ -67,7 +67,8 @@ class TrainConfig:
     eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs")
     workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores")
     max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
-    sink: bool = option(True, "dataset sinking on Ascend/GPU (ignored on CPU)")
+    save_every_steps: Optional[int] = option(None, "also write <arch>-last.ckpt every N steps (bounds what a "
+                                                   "SIGKILL loses); unset: at epoch ends and on SIGTERM/Ctrl-C")
     config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
     def validate(self) -> "TrainConfig":
@@ -91,6 +92,7 @@ class TrainConfig:
             (self.num_classes is None or self.num_classes >= 1, "--num-classes must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "--max-steps-per-epoch must be >= 1"),
+            (self.save_every_steps is None or self.save_every_steps >= 1, "--save-every-steps must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

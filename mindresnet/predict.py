@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mindresnet.predict", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, or folders searched recursively for images")
-    add_model_args(parser, ckpt_default=DEFAULT_CKPT)
+    add_model_args(parser, ckpt_default=DEFAULT_CKPT, pretrained=True)
     parser.add_argument("--topk", type=int, default=5, help="classes to print per image; 0 prints all (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE})")
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         write_text(args.csv, predictions_csv(results))
     if args.json:
-        print(json.dumps({"checkpoint": str(args.ckpt), "predictions": results,
+        print(json.dumps({"checkpoint": str(args.pretrained or args.ckpt), "predictions": results,
                           "skipped": [{"path": str(path), "reason": reason} for path, reason in inputs.skipped]}))
     elif args.csv:
         print(f"wrote {len(results)} rows to {args.csv}: {len(results) - len(failed)} predicted, {len(failed)} failed")

@@ -11,14 +11,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 from tqdm import tqdm
 
 from mindresnet import __version__, engine
-from mindresnet.checkpoint import assign_parameters, read_checkpoint, save_checkpoint
+from mindresnet.checkpoint import assign_parameters, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.cli import run_guarded
 from mindresnet.config import TrainConfig, parse_args, save_config
@@ -28,6 +28,7 @@ from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
 from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
+from mindresnet.preemption import EpochProgress, StopSignals, epoch_batches, read_resume_checkpoint
 from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
@@ -73,7 +74,8 @@ def fit(config: TrainConfig) -> FitResult:
     Raises:
         ConfigError, DeviceError, CheckpointError, DataError: bad input, named in the message.
         TrainingDiverged: the loss became NaN/inf (the best checkpoint is left untouched).
-        KeyboardInterrupt: after saving ``<arch>-last.ckpt`` for ``--resume``.
+        Preempted: SIGTERM or SIGINT (a KeyboardInterrupt), after saving ``<arch>-last.ckpt`` at the
+            last whole step for ``--resume``.
     """
     config.validate()
     target = setup_context(config.device)
@@ -108,10 +110,10 @@ def fit(config: TrainConfig) -> FitResult:
                                          config.amp, loss_scale)
     meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
                           mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
-                          dataset=config.dataset, mindresnet=__version__)
-    start_epoch, best_acc, history = 0, -1.0, []
+                          dataset=config.dataset, convention=net.convention, mindresnet=__version__)
+    start_epoch, best_acc, history, progress = 0, -1.0, [], EpochProgress()
     if config.resume:
-        start_epoch, best_acc = restore(train_step, optimizer, last_path, meta, steps_per_epoch)
+        start_epoch, best_acc, progress = restore(train_step, optimizer, last_path, meta, steps_per_epoch)
         history = [row for row in read_metrics(ckpt_dir / "metrics.csv") if row["epoch"] <= start_epoch]
     if dist.is_main:
         save_config(config, ckpt_dir / "config.yaml")
@@ -120,76 +122,91 @@ def fit(config: TrainConfig) -> FitResult:
                 config.arch, target, config.dataset, config.epochs, steps_per_epoch, global_images,
                 dist.rank, dist.shards)
 
-    def save_last(epochs_done: int) -> None:
+    def save_last(epochs_done: int, progress: EpochProgress = EpochProgress()) -> None:
         if dist.is_main:
-            save_checkpoint(train_step.get_parameters(), last_path,
-                            meta.replace(epoch=epochs_done, best_accuracy=best_acc))
+            save_checkpoint(train_step.get_parameters(), last_path, meta.replace(
+                epoch=epochs_done, best_accuracy=best_acc, step=progress.step, epoch_loss_sum=progress.loss_sum,
+                epoch_seconds=progress.seconds), keep_backup=True)
         elif (rank_copy := rank_weights_path(last_path, dist)) is not None:  # test hook, see distributed.py
             save_checkpoint(train_step.get_parameters(), rank_copy, meta.replace(epoch=epochs_done, rank=dist.rank))
 
-    for epoch in range(start_epoch, config.epochs):
-        try:
-            mean_loss, seconds = run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist)
-        except KeyboardInterrupt:
-            save_last(epoch)
-            logger.warning("interrupted: saved %s (resume with --resume true)", last_path)
-            raise
-        row = {"epoch": epoch + 1, "loss": mean_loss, "lr": rates[(epoch + 1) * steps_per_epoch - 1],
-               "seconds": seconds, "images_per_s": steps_per_epoch * global_images / seconds}
-        if dist.is_main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            scores = engine.evaluate(net, test_ds)
-            train_step.set_train(True)
-            row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
-            if scores["accuracy"] > best_acc:
-                best_acc = scores["accuracy"]
-                save_checkpoint(net, best_path, meta.replace(epoch=epoch + 1, accuracy=best_acc))
-        history.append(row)
-        save_last(epoch + 1)
-        if dist.is_main:
-            write_metrics(history, ckpt_dir / "metrics.csv")
-            plot_training_curves(history, ckpt_dir / "training_curves.png")
-            logger.info("epoch %d/%d loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, config.epochs,
-                        mean_loss, f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
-                        seconds, row["images_per_s"])
+    with StopSignals(leader=dist.is_main) as stop:
+        for epoch in range(start_epoch, config.epochs):
+            try:
+                run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist, progress, stop,
+                          lambda: save_last(epoch, progress))
+                row = {"epoch": epoch + 1, "loss": progress.loss_sum / steps_per_epoch,
+                       "lr": rates[(epoch + 1) * steps_per_epoch - 1], "seconds": progress.seconds,
+                       "images_per_s": steps_per_epoch * global_images / progress.seconds}
+                if dist.is_main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+                    with stop.abortable():
+                        scores = engine.evaluate(net, test_ds)
+                    train_step.set_train(True)
+                    row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
+                    if scores["accuracy"] > best_acc:
+                        best_acc = scores["accuracy"]
+                        save_checkpoint(net, best_path, meta.replace(epoch=epoch + 1, accuracy=best_acc))
+            except KeyboardInterrupt:  # Preempted, or Ctrl-C where no handler could be installed
+                save_last(epoch, progress)
+                logger.warning("interrupted at epoch %d, step %d: saved %s (continue with --resume)",
+                               epoch + 1, progress.step, last_path)
+                raise
+            history.append(row)
+            progress = EpochProgress()
+            save_last(epoch + 1)
+            if dist.is_main:
+                write_metrics(history, ckpt_dir / "metrics.csv")
+                plot_training_curves(history, ckpt_dir / "training_curves.png")
+                logger.info("epoch %d/%d loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, config.epochs,
+                            row["loss"], f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
+                            row["seconds"], row["images_per_s"])
     return FitResult(best_accuracy=best_acc, best_path=best_path if best_path.exists() else None,
                      last_path=last_path, epochs_run=config.epochs - start_epoch,
                      global_step=int(optimizer.global_step.asnumpy().reshape(-1)[0]), history=history)
 
 
-def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo
-              ) -> Tuple[float, float]:
-    """Train one epoch; return (mean loss, seconds). Raises TrainingDiverged on NaN/inf loss."""
+def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo,
+              progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None]) -> None:
+    """Train ``epoch`` from step ``progress.step`` to ``steps``, updating ``progress`` after each step.
+
+    Stops with Preempted at a step boundary once ``stop`` has a signal; calls ``save_last`` every
+    ``config.save_every_steps`` global steps. Raises TrainingDiverged on a NaN/inf loss.
+    """
     train_step.set_train(True)
-    losses = []
-    start = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", leave=False,
-               disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True,
+    start = time.perf_counter() - progress.seconds
+    bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+               leave=False, disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30)  # keep logs of non-interactive runs short
     images_per_step = config.batch_size * dist.shards
+    batches = epoch_batches(dataset, config.seed, epoch, skip=progress.step)
     with bar:
-        for step, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
-            if step >= steps:
+        for images, labels in batches:
+            if progress.step >= steps:
                 break
             loss = float(train_step(images, labels).asnumpy())
             if not math.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training diverged. "
+                    f"loss became {loss} at epoch {epoch + 1}, step {progress.step + 1}: training diverged. "
                     f"Lower --lr (now {config.lr}) or use --amp O0; the best checkpoint so far is untouched.")
-            losses.append(loss)
+            progress.step += 1
+            progress.loss_sum += loss
+            progress.seconds = time.perf_counter() - start
             bar.update(1)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{(step + 1) * images_per_step / elapsed:.1f}",
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{progress.step * images_per_step / progress.seconds:.1f}",
                             refresh=False)  # redrawn at the bar's own pace
-    return float(np.mean(losses)), time.perf_counter() - start
+            if config.save_every_steps and (epoch * steps + progress.step) % config.save_every_steps == 0:
+                save_last()
+            stop.check()
 
 
 def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_per_epoch: int
-            ) -> Tuple[int, float]:
-    """Load ``last_path`` into the train step; return (epochs done, best accuracy so far)."""
-    if not last_path.exists():
-        raise CheckpointError(f"--resume: {last_path} does not exist. Train without --resume first, "
-                              "or point --ckpt-dir at the folder of the run to continue.")
-    params, stored = read_checkpoint(last_path)
+            ) -> Tuple[int, float, EpochProgress]:
+    """Load ``last_path`` (or its backup) into the train step.
+
+    Returns:
+        (epochs done, best accuracy so far, progress of the interrupted epoch).
+    """
+    params, stored, last_path = read_resume_checkpoint(last_path)
     if stored is None:
         raise CheckpointError(f"--resume: {last_path} has no mindresnet metadata; it was not written by "
                               "mindresnet.train. Point --ckpt-dir at the folder of the run to continue.")
@@ -205,10 +222,16 @@ def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_
         raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
                               f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")
     epochs_done = stored.epoch
-    # The schedule position follows whole epochs, so an interrupted epoch restarts from its beginning.
-    optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch], np.int32)))
-    logger.info("resumed from %s after epoch %d", last_path, epochs_done)
-    return epochs_done, stored.best_accuracy if stored.best_accuracy is not None else -1.0
+    progress = EpochProgress(step=stored.step, loss_sum=stored.epoch_loss_sum, seconds=stored.epoch_seconds)
+    if progress.step > steps_per_epoch:
+        raise CheckpointError(f"--resume: {last_path} stopped at step {progress.step} of epoch {epochs_done + 1}, "
+                              f"but this run has {steps_per_epoch} steps per epoch. Use the same --batch-size and "
+                              "--max-steps-per-epoch, or another --ckpt-dir.")
+    # The LR schedule and the data order continue at the interrupted step.
+    optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch + progress.step], np.int32)))
+    logger.info("resumed from %s at epoch %d, step %d", last_path, epochs_done + 1, progress.step)
+    best = stored.best_accuracy if stored.best_accuracy is not None else -1.0
+    return epochs_done, best, progress
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -19,7 +19,9 @@ from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.factory import DATASETS, create_dataset
 from mindresnet.errors import CheckpointError, DataError
 from mindresnet.fileio import PathLike
+from mindresnet.data.imagenet import IMAGENET_CLASSES, imagenet_class_names
 from mindresnet.models import ResNet, create_model
+from mindresnet.models.naming import detect_naming, naming_convention
 from mindresnet.models.pretrained import STEM_CONV, load_weights
 
 # Parameters built inside it stay uninitialised until loaded (MindSpore 2.10; deprecated there).
@@ -38,6 +40,7 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
         arch: model name; required when the checkpoint has no metadata, else must agree with it.
         num_classes: head size; same rule as ``arch``.
         stem: ``imagenet`` or ``cifar``; default: the metadata's, else read off the stem conv.
+            The padding/BatchNorm convention is the metadata's (``mindcv`` for files without it).
         image_size: input side used for preprocessing; default: the metadata's (else 32 for the
             cifar stem, 224 for the imagenet stem).
         class_indices: a ``class_indices.json`` whose names win over the metadata's; without
@@ -56,7 +59,7 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
     params, stored = read_checkpoint(path)
     meta = resolve_metadata(path, params, stored, arch, num_classes, stem, image_size, class_indices)
     with _no_random_init():  # every parameter comes from the file: skip the He init (0.6 s, ResNet-50)
-        net = create_model(meta.arch, num_classes=meta.num_classes, stem=meta.stem)
+        net = create_model(meta.arch, num_classes=meta.num_classes, stem=meta.stem, convention=meta.convention)
     hint = " from its metadata" if stored else " from --arch/--num-classes/--stem"
     try:
         report = load_weights(net, path, params)
@@ -104,7 +107,8 @@ def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[Checkp
         size = image_size or (32 if stem == "cifar" else 224)
         kind = DATASETS["cifar10" if size <= 32 else "folder"]
         meta = CheckpointMeta(arch=arch, num_classes=int(num_classes), stem=stem, image_size=size,
-                              mean=tuple(kind.mean), std=tuple(kind.std))
+                              mean=tuple(kind.mean), std=tuple(kind.std),
+                              convention=naming_convention(detect_naming(params), params))
     if image_size is not None:
         meta.image_size = int(image_size)
     meta.class_names, meta.class_names_from = _class_names(path, meta, class_indices)
@@ -113,7 +117,8 @@ def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[Checkp
 
 def _class_names(path: Path, meta: CheckpointMeta, class_indices: Optional[PathLike]
                  ) -> Tuple[List[str], Optional[str]]:
-    """(class names, where they came from); generic ``class_<i>`` names and None when nowhere."""
+    """(class names, where they came from): ImageNet's for a 1000/1001-class head without names of its own,
+    else generic ``class_<i>`` names and None."""
     beside = path.parent / CLASS_INDICES_FILE
     if class_indices is not None:
         names, source = read_class_indices(class_indices), f"--class-indices {class_indices}"
@@ -121,6 +126,8 @@ def _class_names(path: Path, meta: CheckpointMeta, class_indices: Optional[PathL
         names, source = list(meta.class_names), "metadata"
     elif beside.is_file():
         names, source = read_class_indices(beside), str(beside)
+    elif meta.num_classes in (IMAGENET_CLASSES, IMAGENET_CLASSES + 1):
+        return imagenet_class_names(meta.num_classes), "ImageNet"
     else:
         return [f"class_{index}" for index in range(meta.num_classes)], None
     if len(names) != meta.num_classes:

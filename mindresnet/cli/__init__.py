@@ -1,7 +1,8 @@
 """The command-line layer: every ``python -m mindresnet.<tool>`` runs through :func:`run_cli`.
 
 A :class:`~mindresnet.errors.MindresnetError` is printed as ``error: ...`` with exit code 1, Ctrl-C
-ends with 130; any other exception is a bug and keeps its traceback. Shared flags and value
+ends with 130 and SIGTERM during training with 143 (:mod:`mindresnet.preemption`); any other
+exception is a bug and keeps its traceback. Shared flags and value
 parsers live in :mod:`mindresnet.cli.args`.
 """
 from __future__ import annotations
@@ -25,8 +26,8 @@ def run_guarded(action: Callable[[], int]) -> int:
     except MindresnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # preemption.Preempted carries 143 for SIGTERM
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
 
 
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],

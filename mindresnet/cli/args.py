@@ -7,7 +7,8 @@ from typing import Optional, Tuple
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.factory import DATASETS
-from mindresnet.errors import DeviceError
+from mindresnet.errors import ConfigError, DeviceError
+from mindresnet.models import CONVENTIONS, pretrained_model
 from mindresnet.models.resnet import STEMS
 from mindresnet.runtime import DEVICES, normalize_device, setup_context
 from mindresnet.trained import load_trained_model
@@ -54,11 +55,22 @@ def add_bool_flag(parser, flag: str, dest: str, default, help_text: str) -> None
                         help=argparse.SUPPRESS)
 
 
-def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] = None) -> None:
-    """``--ckpt``, ``--device`` and the overrides for checkpoints without metadata."""
+def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] = None,
+                   pretrained: bool = False) -> None:
+    """``--ckpt``, ``--device`` and the overrides for checkpoints without metadata.
+
+    ``pretrained``: also offer ``--pretrained`` (published or foreign weights with their own head,
+    instead of ``--ckpt``) and ``--convention``.
+    """
     parser.add_argument("--ckpt", default=ckpt_default, required=ckpt_default is None,
                         help="checkpoint written by mindresnet.train" +
                              (f" (default: {ckpt_default})" if ckpt_default else ""))
+    if pretrained:
+        parser.add_argument("--pretrained", metavar="true|TAG|PATH",
+                            help="instead of --ckpt: the published ImageNet weights of --arch (true or a tag), "
+                                 "or a .ckpt/.pth/.pt/.safetensors file, with its own head and class names")
+        parser.add_argument("--convention", choices=tuple(CONVENTIONS),
+                            help="padding/BatchNorm convention of --pretrained weights (default: detected)")
     parser.add_argument("--device", default="CPU", choices=DEVICES, type=device_name,
                         help="device to run on (default: CPU)")
     group = parser.add_argument_group("model (read from the checkpoint's metadata; needed only without it)")
@@ -88,5 +100,11 @@ def model_from_args(args: argparse.Namespace, mode: str = "graph") -> Tuple[obje
     images (predict), where compiling the graph would cost more than it saves.
     """
     setup_context(args.device, mode=mode)
+    choice = getattr(args, "pretrained", None)
+    if choice and choice.lower() not in FALSE_WORDS:
+        if not args.arch:
+            raise ConfigError("--pretrained needs --arch (e.g. --arch resnet50).")
+        return pretrained_model(args.arch, True if choice.lower() in TRUE_WORDS else choice,
+                                convention=args.convention)
     return load_trained_model(args.ckpt, arch=args.arch, num_classes=args.num_classes, stem=args.stem,
                               image_size=args.image_size, class_indices=args.class_indices)
