@@ -50,6 +50,7 @@ def write_inputs(folder: Path, arch: str, torch_python: str) -> Dict[str, Path]:
     sys.path.insert(0, str(REPO))
     from mindresnet import __version__
     from mindresnet.checkpoint import save_checkpoint
+    from mindresnet.checkpoint_meta import CheckpointMeta
     from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
     from mindresnet.models import create_model
 
@@ -58,7 +59,7 @@ def write_inputs(folder: Path, arch: str, torch_python: str) -> Dict[str, Path]:
             "std": list(CIFAR10_STD), "class_names": CLASS_NAMES, "dataset": "cifar10", "mindresnet": __version__}
     net = create_model(arch, num_classes=10, stem="imagenet")
     ckpt = folder / f"{arch}.ckpt"
-    save_checkpoint(net, ckpt, meta)
+    save_checkpoint(net, ckpt, CheckpointMeta(**meta))
     arrays = folder / "weights.npz"
     np.savez(arrays, **{p.name: p.asnumpy() for p in net.get_parameters()})
     torch_ckpt = folder / f"{arch}.pt"
