@@ -46,13 +46,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     saved = torch.load(args.ckpt, weights_only=True)
     meta = saved["meta"]
-    net = create_model(meta.arch, meta.num_classes, meta.stem)
+    net = create_model(meta["arch"], meta["num_classes"], meta["stem"])
     net.load_state_dict(saved["state_dict"])
     net.eval()
-    batch = torch.stack([preprocess(p, meta.image_size, meta.mean, meta.std) for p in args.images])
+    batch = torch.stack([preprocess(p, meta["image_size"], meta["mean"], meta["std"]) for p in args.images])
     with torch.inference_mode():
         probs = torch.softmax(net(batch), dim=1).numpy()
-    names = meta.class_names
+    names = meta["class_names"]
     keep = min(args.topk, len(names)) if args.topk else len(names)
     for path, row in zip(args.images, probs):
         order = np.argsort(-row, kind="stable")[:keep]

@@ -33,7 +33,7 @@ from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
 
-SCHEDULE_PARAMS = ("learning_rate", "momentum")  # optimizer entries that the config, not the checkpoint, sets
+SCHEDULE_PARAMS = ("learning_rate", "momentum")  # prefixes of optimizer entries that the config, not the checkpoint, sets (per-group rates: learning_rate_group_<i>)
 RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size")
 
 
@@ -210,14 +210,14 @@ def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_
     if stored is None:
         raise CheckpointError(f"--resume: {last_path} has no mindresnet metadata; it was not written by "
                               "mindresnet.train. Point --ckpt-dir at the folder of the run to continue.")
-    params = {k: v for k, v in params.items() if k not in SCHEDULE_PARAMS}
+    params = {k: v for k, v in params.items() if not k.startswith(SCHEDULE_PARAMS)}
     for key in RESUME_MUST_MATCH:
         if getattr(stored, key) != getattr(meta, key):
             raise CheckpointError(f"--resume: {last_path} was trained with {key}={getattr(stored, key)!r}, "
                                   f"this run has {key}={getattr(meta, key)!r}. Use the same flags or another "
                                   "--ckpt-dir.")
     # The LR table and momentum come from this run's config, so a longer --epochs extends the schedule.
-    missing = [name for name in assign_parameters(train_step, params) if name not in SCHEDULE_PARAMS]
+    missing = [name for name in assign_parameters(train_step, params) if not name.startswith(SCHEDULE_PARAMS)]
     if missing:
         raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
                               f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")

@@ -47,27 +47,27 @@ def test_two_epoch_run_writes_checkpoints_metrics_and_curves(tiny_cifar, tmp_pat
     assert not list(ckpt.glob(".*tmp*")), "no temporary files may remain"
 
 
-def test_ctrl_c_saves_last_and_resume_continues_the_schedule(tiny_cifar, tmp_path, monkeypatch):
+def test_ctrl_c_saves_last_and_resume_continues_at_the_step(tiny_cifar, tmp_path, monkeypatch):
     config = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3, max_steps_per_epoch=3)
     real_run_epoch = train.run_epoch
 
-    def interrupted(train_step, dataset, steps, epoch, cfg, dist):
+    def interrupted(train_step, dataset, steps, epoch, cfg, *rest):
         if epoch == 1:  # one step into the second epoch
-            real_run_epoch(train_step, dataset, 1, epoch, cfg, dist)
+            real_run_epoch(train_step, dataset, 1, epoch, cfg, *rest)
             raise KeyboardInterrupt
-        return real_run_epoch(train_step, dataset, steps, epoch, cfg, dist)
+        return real_run_epoch(train_step, dataset, steps, epoch, cfg, *rest)
 
     monkeypatch.setattr(train, "run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.fit(config)
     params, meta = read_checkpoint(tmp_path / "ckpt" / "resnet18-last.ckpt")
-    assert meta.epoch == 1
+    assert (meta.epoch, meta.step) == (1, 1)
     assert int(params["global_step"].asnumpy().reshape(-1)[0]) == 4  # 3 steps + 1 of the interrupted epoch
 
     monkeypatch.setattr(train, "run_epoch", real_run_epoch)
     config.resume = True
     result = train.fit(config)
-    # The interrupted epoch restarts from its first step and learning rate: 3 epochs x 3 steps.
+    # The interrupted epoch continues at its second step: 3 epochs x 3 steps, none run twice.
     assert result.global_step == 9
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.epochs_run == 2
