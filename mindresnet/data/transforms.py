@@ -39,28 +39,48 @@ def resize_ops(image_size: int, center_crop: bool) -> List:
     return [vision.Resize((image_size, image_size))]
 
 
-def cifar10_transforms(train: bool, image_size: int) -> List:
+AUTO_AUGMENTS = ("randaugment", "autoaugment")
+
+
+def auto_augment_ops(name: Optional[str], policy: str = "imagenet") -> List:
+    """MindSpore's learned-policy augmentation for HWC uint8 images: ``randaugment`` (2 ops,
+    magnitude 9), ``autoaugment`` (the ``policy`` learned on ``imagenet`` or ``cifar10``), or none."""
+    if not name:
+        return []
+    if name == "randaugment":
+        return [vision.RandAugment()]
+    if name == "autoaugment":
+        return [vision.AutoAugment(getattr(vision.AutoAugmentPolicy, policy.upper()))]
+    raise ValueError(f"--auto-augment {name!r} is not one of {AUTO_AUGMENTS}.")
+
+
+def cifar10_transforms(train: bool, image_size: int, auto_augment: Optional[str] = None) -> List:
     """The tutorial's CIFAR-10 pipeline for one 32x32 HWC uint8 image.
 
     Args:
         train: add RandomCrop(32, padding 4) and RandomHorizontalFlip(0.5).
         image_size: output side; images are resized only when it is not 32.
+        auto_augment: with ``train``, then :func:`auto_augment_ops` (the CIFAR-10 AutoAugment policy).
     """
     ops = [vision.RandomCrop(CIFAR10_SIZE, padding=4), vision.RandomHorizontalFlip(0.5)] if train else []
+    if train:
+        ops += auto_augment_ops(auto_augment, policy="cifar10")
     if image_size != CIFAR10_SIZE:
         ops += resize_ops(image_size, center_crop=False)
     return ops + normalize_ops(CIFAR10_MEAN, CIFAR10_STD)
 
 
-def folder_transforms(train: bool, image_size: int) -> List:
+def folder_transforms(train: bool, image_size: int, auto_augment: Optional[str] = None) -> List:
     """Pipeline for a decoded image of a custom (ImageNet-like) dataset.
 
     Args:
         train: RandomResizedCrop + RandomHorizontalFlip; otherwise Resize(size*256/224) + CenterCrop.
         image_size: output side.
+        auto_augment: with ``train``, then :func:`auto_augment_ops` (the ImageNet AutoAugment policy).
     """
     if train:
         ops = [vision.RandomResizedCrop(image_size), vision.RandomHorizontalFlip(0.5)]
+        ops += auto_augment_ops(auto_augment, policy="imagenet")
     else:
         ops = resize_ops(image_size, center_crop=True)
     return ops + normalize_ops(IMAGENET_MEAN, IMAGENET_STD)
@@ -137,3 +157,29 @@ def map_and_batch(dataset: ds.Dataset, image_ops: List, batch_size: int, drop_re
         dataset = dataset.map(operations=transforms.TypeCast(ms.int32), input_columns="label",
                               num_parallel_workers=workers)
     return dataset.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_workers=workers)
+
+
+def mix_batches(dataset: ds.Dataset, num_classes: int, mixup: float = 0.0, cutmix: float = 0.0) -> ds.Dataset:
+    """Mix the images and labels of each batch: MindSpore's ``MixUpBatch`` / ``CutMixBatch``.
+
+    Labels become one-hot float32 rows, then soft targets: the mixing weights of the two images
+    (``nn.CrossEntropyLoss`` takes such class probabilities). With both alphas, each batch gets
+    one of the two at random (as timm's ``switch_prob`` 0.5). Apply to batched NCHW training data.
+
+    Args:
+        dataset: batched (image, label) pipeline with integer labels.
+        num_classes: classes of the one-hot labels.
+        mixup: Beta-distribution alpha of MixUp (0: off).
+        cutmix: Beta-distribution alpha of CutMix (0: off).
+    """
+    mixers = []
+    if mixup > 0:
+        mixers.append(vision.MixUpBatch(float(mixup)))
+    if cutmix > 0:
+        mixers.append(vision.CutMixBatch(vision.ImageBatchFormat.NCHW, float(cutmix), 1.0))
+    if not mixers:
+        return dataset
+    dataset = dataset.map(operations=[transforms.OneHot(int(num_classes)), transforms.TypeCast(ms.float32)],
+                          input_columns="label")
+    mixer = mixers[0] if len(mixers) == 1 else transforms.RandomChoice(mixers)
+    return dataset.map(operations=mixer, input_columns=["image", "label"])

@@ -1,0 +1,217 @@
+"""Fine-tuning pieces: frozen backbones, per-layer learning rates, linear probes, weight averaging.
+
+* :func:`freeze_backbone` makes everything but the ``fc`` head non-trainable **and** runs the
+  backbone's BatchNorm in inference mode, so its moving statistics stay those of the pretrained
+  file (Keras' transfer-learning rule; pytorch/pytorch#86590 shows the trap of freezing only weights).
+* :func:`lr_scale` is timm's layer decay: the head learns at the base rate (times a head scale),
+  ``layer4`` at ``D``, ``layer3`` at ``D**2`` ... the stem at ``D**5``.
+* :func:`extract_features` and :class:`HeadTrainer` train the head on features computed once:
+  the linear probe, and the head-only first stage of ``--freeze-epochs`` (linear probe, then
+  fine-tune: Kumar et al., "Fine-Tuning can Distort Pretrained Features", 2022).
+* :class:`EMA` keeps an exponential moving average of the weights for evaluation.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from mindresnet import engine
+
+HEAD_PREFIX = "fc."
+STAGE_IDS = {"layer1": 1, "layer2": 2, "layer3": 3, "layer4": 4}
+HEAD_ID = 5  # stem 0, layer1-4 1-4, head 5: timm's layer ids for a ResNet
+
+
+def is_head(name: str) -> bool:
+    """Whether parameter ``name`` belongs to the ``fc`` classifier."""
+    return name.startswith(HEAD_PREFIX)
+
+
+def layer_id(name: str) -> int:
+    """Depth of parameter ``name`` counted from the input: stem 0, ``layerN`` N, head 5."""
+    if is_head(name):
+        return HEAD_ID
+    match = re.match(r"(layer\d)\.", name)
+    return STAGE_IDS[match.group(1)] if match else 0
+
+
+def lr_scale(name: str, layer_decay: float = 1.0, head_lr_scale: float = 1.0) -> float:
+    """Learning-rate multiplier of parameter ``name``: ``layer_decay ** (5 - layer id)``, times
+    ``head_lr_scale`` for the head (timm's ``--layer-decay`` for a ResNet's stem, 4 stages and head)."""
+    scale = layer_decay ** (HEAD_ID - layer_id(name))
+    return scale * head_lr_scale if is_head(name) else scale
+
+
+def backbone_batchnorms(net: nn.Cell) -> List[nn.Cell]:
+    """The BatchNorm cells of ``net`` outside the head."""
+    return [cell for name, cell in net.cells_and_names()
+            if isinstance(cell, nn.BatchNorm2d) and not is_head(name + ".")]
+
+
+def freeze_backbone(net: nn.Cell, frozen: bool = True) -> None:
+    """Freeze (or unfreeze) everything but the ``fc`` head.
+
+    Frozen: backbone parameters get ``requires_grad=False`` and backbone BatchNorm layers run in
+    inference mode even while the network trains (``use_batch_statistics=False``), so they
+    normalise with, and never update, their moving statistics. Unfrozen: all parameters train and
+    BatchNorm follows the training flag again. Build the train step after calling this: graph mode
+    compiles the BatchNorm mode in.
+    """
+    for param in net.trainable_params() + [p for p in net.get_parameters() if not p.requires_grad]:
+        if not re.search(r"moving_(mean|variance)$", param.name):
+            param.requires_grad = (not frozen) or is_head(param.name)
+    for cell in backbone_batchnorms(net):
+        cell.use_batch_statistics = False if frozen else None
+
+
+class PooledFeatures(nn.Cell):
+    """The backbone of a ResNet with global average pooling: images -> (N, features)."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__(auto_prefix=False)  # a prefix would rename net's parameters
+        self.net = net
+
+    def construct(self, x):
+        return ops.mean(self.net.forward_features(x), (2, 3))
+
+
+def extract_features(net: nn.Cell, dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """Pooled backbone features of every image of ``dataset`` (BatchNorm in inference mode).
+
+    Returns:
+        (features N x C float32, labels N int32). Pass a dataset without augmentation: the
+        features are computed once and reused every epoch.
+    """
+    if ms.get_context("device_target") == "CPU":
+        from mindresnet.models.fast import use_small_map_gemm
+
+        use_small_map_gemm(net)
+    backbone = PooledFeatures(net)
+    backbone.set_train(False)
+    features, labels = [], []
+    for images, batch_labels in dataset.create_tuple_iterator(num_epochs=1):
+        features.append(backbone(images).asnumpy().astype(np.float32))
+        labels.append(batch_labels.asnumpy())
+    if not features:
+        raise ValueError("The dataset to extract features from is empty.")
+    return np.concatenate(features), np.concatenate(labels).astype(np.int32)
+
+
+class _HeadWithLoss(nn.Cell):
+    def __init__(self, head: nn.Cell, loss_fn: nn.Cell):
+        super().__init__(auto_prefix=False)  # keep the head's parameter names (fc.weight, fc.bias)
+        self.head = head
+        self.loss_fn = loss_fn
+
+    def construct(self, features, labels):
+        return self.loss_fn(self.head(features), labels)
+
+
+class HeadTrainer(nn.Cell):
+    """Trains the ``fc`` head of ``net`` on cached features, one compiled step per batch.
+
+    Its parameters (the head and its optimizer state) are saved and restored like a train step's.
+
+    Args:
+        net: the ResNet whose ``fc`` is trained in place.
+        optimizer: optimizer over ``net.fc``'s parameters (see :func:`engine.build_optimizer`).
+        loss_fn: loss on (logits, labels).
+        batch_size: features per step.
+        seed: seed of the per-epoch shuffling.
+    """
+
+    def __init__(self, net: nn.Cell, optimizer: nn.Optimizer, loss_fn: nn.Cell, batch_size: int, seed: int = 1):
+        super().__init__(auto_prefix=False)
+        self.head = net.fc
+        self.optimizer = optimizer
+        self.step = nn.TrainOneStepCell(_HeadWithLoss(net.fc, loss_fn), optimizer)
+        self.batch_size = int(batch_size)
+        self.rng = np.random.default_rng(seed)
+
+    def steps_per_epoch(self, count: int) -> int:
+        """Steps of one epoch over ``count`` features (the last smaller batch included)."""
+        return -(-count // self.batch_size)
+
+    def run_epoch(self, features: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+        """One shuffled pass over the features; returns (mean loss, seconds)."""
+        start = time.perf_counter()
+        self.step.set_train(True)
+        order = self.rng.permutation(len(features))
+        losses = []
+        for first in range(0, len(order), self.batch_size):
+            index = order[first:first + self.batch_size]
+            losses.append(float(self.step(ms.Tensor(features[index]), ms.Tensor(labels[index])).asnumpy()))
+        return float(np.mean(losses)), time.perf_counter() - start
+
+    def evaluate(self, features: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+        """Top-1, top-5 and loss of the head on cached (eval-mode) features."""
+        logits = self.head(ms.Tensor(features)).asnumpy().astype(np.float32)
+        return engine.classification_metrics(logits, labels.astype(np.int64))
+
+
+class EMA(nn.Cell):
+    """Exponential moving average of every parameter of ``net`` (BatchNorm statistics included).
+
+    ``update()`` after each optimizer step: ``avg = d * avg + (1 - d) * param`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (TensorFlow's ``num_updates``
+    warm-up, so short fine-tunes are not dominated by the initial weights). It only reads the
+    weights after the optimizer has applied its (unscaled) update, so AMP loss scaling cannot
+    reach the average (the double scaling of mindcv#604 came from EMA inside a loss-scaled step).
+    The averages are parameters named ``ema.<name>``: they are saved in, and resumed from, the
+    last checkpoint.
+    """
+
+    def __init__(self, net: nn.Cell, decay: float):
+        super().__init__(auto_prefix=False)
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.weights = ms.ParameterTuple(net.get_parameters())
+        self.averages = self.weights.clone(prefix="ema", init="same")
+        self.updates = ms.Parameter(ms.Tensor(np.zeros([1], np.float32)), name="ema.updates", requires_grad=False)
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, decay):
+        return self.hyper_map(ops.partial(_average, decay), self.averages, self.weights)
+
+    def update(self) -> None:
+        """Fold the current weights into the average."""
+        count = float(self.updates.asnumpy()[0])
+        self(ms.Tensor(min(self.decay, (1.0 + count) / (10.0 + count)), ms.float32))
+        self.updates.set_data(ms.Tensor(np.array([count + 1.0], np.float32)))
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block, the network's parameters hold the averages; the raw weights return after."""
+        raw = [param.asnumpy().copy() for param in self.weights]
+        for param, average in zip(self.weights, self.averages):
+            param.set_data(ms.Tensor(average.asnumpy(), param.dtype))
+        try:
+            yield
+        finally:
+            for param, value in zip(self.weights, raw):
+                param.set_data(ms.Tensor(value, param.dtype))
+
+
+_average = ops.MultitypeFuncGraph("ema_average")
+
+
+@_average.register("Tensor", "Tensor", "Tensor")
+def _average_one(decay, average, weight):
+    return ops.assign(average, average * decay + ops.cast(weight, average.dtype) * (1.0 - decay))
+
+
+@contextlib.contextmanager
+def evaluation_weights(ema: Optional[EMA]) -> Iterator[None]:
+    """The weights to evaluate and save as best: the EMA's averages when there is one, else the raw ones."""
+    if ema is None:
+        yield
+    else:
+        with ema.applied():
+            yield

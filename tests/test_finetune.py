@@ -1,0 +1,287 @@
+"""Fine-tuning pieces: frozen BatchNorm, layer-wise LR, AdamW, EMA, accumulation, clipping, mixing,
+plateau/early stop, top-k checkpoints, linear probe, flip TTA."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import dataset as ds
+from mindspore import nn
+
+from mindresnet import engine, finetune
+from mindresnet.checkpoint import read_checkpoint, save_checkpoint
+from mindresnet.data.transforms import auto_augment_ops, mix_batches
+from mindresnet.evaluate import evaluate_model
+from mindresnet.models import create_model
+
+
+def small_resnet(num_classes=3, **kwargs):
+    return create_model("resnet18", num_classes=num_classes, stem="cifar", **kwargs)
+
+
+def batch(count=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (ms.Tensor(rng.standard_normal((count, 3, 32, 32)).astype(np.float32)),
+            ms.Tensor((np.arange(count) % classes).astype(np.int32)))
+
+
+def values(cell, names=None):
+    return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if names is None or p.name in names}
+
+
+def tiny_mlp(seed=0):
+    ms.set_seed(seed)
+    return nn.SequentialCell([nn.Dense(6, 8), nn.ReLU(), nn.Dense(8, 3)])
+
+
+def mlp_batch(count, seed=1):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((count, 6)).astype(np.float32), (np.arange(count) % 3).astype(np.int32))
+
+
+def test_frozen_backbone_keeps_the_pretrained_batchnorm_statistics(tmp_path):
+    source = small_resnet()
+    rng = np.random.default_rng(0)
+    for param in source.get_parameters():  # non-trivial statistics, as a real pretrained file has
+        if "moving_" in param.name:
+            low = 0.8 if "variance" in param.name else -0.1
+            param.set_data(ms.Tensor(rng.uniform(low, low + 0.4, param.shape).astype(np.float32)))
+    pretrained = save_checkpoint(source, tmp_path / "pretrained.ckpt")
+    file_values = {name: p.asnumpy().copy() for name, p in read_checkpoint(pretrained)[0].items()}
+
+    def train_three_steps(freeze):
+        net = small_resnet(pretrained=str(pretrained))
+        freeze(net)
+        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.1] * 3, 0.9, 0.0)
+        step = engine.build_train_step(net, engine.build_loss(), optimizer)
+        for seed in range(3):
+            step(*batch(seed=seed))
+        return values(net)
+
+    frozen = train_three_steps(finetune.freeze_backbone)
+    backbone = [name for name in file_values if not name.startswith("fc.")]
+    assert any("moving_mean" in name for name in backbone)
+    for name in backbone:
+        np.testing.assert_array_equal(frozen[name], file_values[name], err_msg=name)
+    assert not np.allclose(frozen["fc.weight"], file_values["fc.weight"])
+    # Freezing only the weights (the old --freeze-backbone) lets the statistics drift.
+    weights_only = train_three_steps(lambda net: [setattr(p, "requires_grad", p.name.startswith("fc."))
+                                                  for p in net.get_parameters()])
+    assert not np.allclose(weights_only["norm.moving_mean"], file_values["norm.moving_mean"])
+
+
+def test_unfreezing_trains_everything_with_batch_statistics_again():
+    net = small_resnet()
+    finetune.freeze_backbone(net)
+    assert {p.name for p in net.trainable_params()} == {"fc.weight", "fc.bias"}
+    assert all(bn.use_batch_statistics is False for bn in finetune.backbone_batchnorms(net))
+    finetune.freeze_backbone(net, frozen=False)
+    assert len(net.trainable_params()) == len([p for p in net.get_parameters() if "moving_" not in p.name])
+    assert all(bn.use_batch_statistics is None for bn in finetune.backbone_batchnorms(net))
+
+
+def test_layer_decay_and_head_scale_give_each_stage_its_rate():
+    net = small_resnet()
+    rates = [0.1, 0.05]
+    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", rates, 0.9, 1e-4,
+                                       lr_scale=lambda name: finetune.lr_scale(name, 0.5, 10.0))
+    params = {p.name: p for p in net.trainable_params()}
+    expected = {"fc.weight": 10.0, "fc.bias": 10.0, "layer4.1.conv2.weight": 0.5, "layer3.0.norm1.gamma": 0.25,
+                "layer2.0.down_sample.0.weight": 0.125, "layer1.1.conv1.weight": 0.0625, "conv1.weight": 0.03125,
+                "norm.beta": 0.03125}
+    for name, scale in expected.items():
+        table = optimizer.get_lr_parameter(params[name]).asnumpy()
+        np.testing.assert_allclose(table, np.array(rates) * scale, rtol=1e-6, err_msg=name)
+    decay = {p.name: group["weight_decay"] for group in engine.parameter_groups(net.trainable_params(), rates, 1e-4)
+             for p in group["params"]}
+    assert decay["conv1.weight"] == 1e-4 and decay["fc.bias"] == decay["norm.gamma"] == 0.0
+    assert engine.current_lr(optimizer, params["conv1.weight"]) == pytest.approx(0.1 * 0.03125)
+
+
+def test_adamw_decay_is_decoupled_and_skips_batchnorm_and_biases():
+    net = nn.SequentialCell([nn.Dense(4, 4), nn.BatchNorm1d(4)])
+    before = values(net)
+    optimizer = engine.build_optimizer(net.trainable_params(), "adamw", [0.1], 0.9, 0.5)
+
+    class ZeroLoss(nn.Cell):  # zero gradients: only the decoupled decay can move a weight
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+
+        def construct(self, x):
+            return (self.net(x) * 0.0).sum()
+
+    nn.TrainOneStepCell(ZeroLoss(), optimizer)(ms.Tensor(np.ones((2, 4), np.float32)))
+    after = values(net)
+    np.testing.assert_allclose(after["0.weight"], before["0.weight"] * (1 - 0.1 * 0.5), rtol=1e-5)
+    for name in ("0.bias", "1.gamma", "1.beta"):
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+def test_ema_weights_differ_from_raw_and_are_what_evaluation_and_the_best_checkpoint_see(tmp_path):
+    net = small_resnet()
+    ema = finetune.EMA(net, decay=0.9)
+    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", [0.05] * 4, 0.9, 0.0)
+    step = engine.build_train_step(net, engine.build_loss(), optimizer, ema=ema)
+    for seed in range(4):
+        step(*batch(seed=seed))
+    raw = values(net)
+    averages = {p.name[len("ema."):]: p.asnumpy() for p in ema.averages}
+    assert float(ema.updates.asnumpy()[0]) == 4
+    assert not np.allclose(raw["conv1.weight"], averages["conv1.weight"])
+    with finetune.evaluation_weights(ema):
+        np.testing.assert_array_equal(net.conv1.weight.asnumpy(), averages["conv1.weight"])
+        save_checkpoint(net, tmp_path / "best.ckpt")
+    np.testing.assert_array_equal(net.conv1.weight.asnumpy(), raw["conv1.weight"])  # raw weights are back
+    saved, _ = read_checkpoint(tmp_path / "best.ckpt")
+    np.testing.assert_array_equal(saved["conv1.weight"].asnumpy(), averages["conv1.weight"])
+    assert "ema.conv1.weight" in {p.name for p in step.get_parameters()}  # the last checkpoint keeps them
+
+
+def test_ema_leaves_the_loss_scaled_update_untouched():
+    """mindcv#604: with EMA, a loss-scaled step must update the raw weights exactly as without it."""
+    x, y = mlp_batch(8)
+    results = []
+    for with_ema in (False, True):
+        net = tiny_mlp()
+        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.1] * 2, 0.9, 0.0,
+                                           loss_scale=1024.0)
+        step = engine.build_train_step(net, engine.build_loss(), optimizer, amp="O2", loss_scale=1024.0,
+                                       ema=finetune.EMA(net, 0.5) if with_ema else None)
+        for _ in range(2):
+            step(ms.Tensor(x), ms.Tensor(y))
+        results.append(values(net))
+    for name, value in results[0].items():
+        np.testing.assert_allclose(results[1][name], value, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer_name", ["momentum", "adamw"])
+def test_accumulating_n_steps_equals_one_step_of_n_times_the_batch(optimizer_name):
+    x, y = mlp_batch(8)
+    nets = []
+    for accumulate, micro in ((1, 8), (4, 2)):
+        net = tiny_mlp()
+        optimizer = engine.build_optimizer(net.trainable_params(), optimizer_name, [0.1] * 2, 0.9, 0.01)
+        step = engine.build_train_step(net, engine.build_loss(), optimizer, grad_accum=accumulate,
+                                       clip_grad=None if accumulate == 1 else 1e9)
+        for _ in range(2):  # two updates
+            for first in range(0, 8, micro):
+                step(ms.Tensor(x[first:first + micro]), ms.Tensor(y[first:first + micro]))
+        assert int(optimizer.global_step.asnumpy()[0]) == 2
+        nets.append(values(net))
+    start = values(tiny_mlp())
+    for name, value in nets[0].items():
+        assert not np.allclose(value, start[name])
+        np.testing.assert_allclose(nets[1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_clipping_bounds_the_update_to_the_norm():
+    x, y = mlp_batch(8)
+    moves = {}
+    for clip in (None, 0.01):
+        net = tiny_mlp()
+        before = values(net)
+        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1.0], 0.0, 0.0)
+        step = engine.build_train_step(net, engine.build_loss(), optimizer, clip_grad=clip)
+        step(ms.Tensor(x * 50), ms.Tensor(y))
+        moves[clip] = np.sqrt(sum(((v - before[k]) ** 2).sum() for k, v in values(net).items()))
+    assert moves[None] > 0.1
+    assert moves[0.01] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_mixup_and_cutmix_turn_labels_into_soft_targets():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
+    labels = (np.arange(16) % 4).astype(np.int32)
+    for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0), (0.4, 1.0)):
+        pipeline = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=False).batch(8)
+        mixed = list(mix_batches(pipeline, 4, mixup, cutmix).create_tuple_iterator(output_numpy=True))
+        soft = np.concatenate([label for _, label in mixed])
+        assert soft.shape == (16, 4) and soft.dtype == np.float32
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+        assert ((soft > 0) & (soft < 1)).any(), (mixup, cutmix)  # some targets are mixtures
+        assert not np.array_equal(np.concatenate([image for image, _ in mixed]), images)
+    plain = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=False).batch(8)
+    assert mix_batches(plain, 4) is plain
+
+
+def test_auto_augment_changes_images():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for name in ("randaugment", "autoaugment"):
+        (op,) = auto_augment_ops(name)
+        outputs = [op(image) for _ in range(5)]
+        assert all(out.shape == image.shape and out.dtype == np.uint8 for out in outputs)
+        assert any(not np.array_equal(out, image) for out in outputs), name
+    assert auto_augment_ops(None) == []
+    with pytest.raises(ValueError, match="auto-augment"):
+        auto_augment_ops("trivial")
+
+
+def test_plateau_monitor_follows_reduce_lr_on_plateau_and_scales_every_group():
+    monitor = engine.PlateauMonitor(patience=2)
+    assert [monitor.step(a) for a in (0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.7)] == \
+        [False, False, False, True, False, False, True]
+    assert engine.PlateauMonitor(2).replay([0.5, float("nan"), 0.4, 0.4]) == 1
+    net = tiny_mlp()
+    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", [0.1, 0.1], 0.9, 1e-4,
+                                       lr_scale=lambda name: 2.0 if name.startswith("2.") else 1.0)
+    engine.scale_learning_rates(optimizer, 0.1, min_lr=0.015)
+    params = {p.name: p for p in net.trainable_params()}
+    np.testing.assert_allclose(optimizer.get_lr_parameter(params["0.weight"]).asnumpy(), [0.015, 0.015])
+    np.testing.assert_allclose(optimizer.get_lr_parameter(params["2.weight"]).asnumpy(), [0.02, 0.02], rtol=1e-6)
+    early = engine.PlateauMonitor(patience=1)
+    assert [early.step(a) for a in (0.3, 0.2)] == [False, True]
+
+
+def test_top_k_keeps_the_best_ranked(tmp_path):
+    keeper = engine.TopKCheckpoints(tmp_path, "resnet18", 2)
+    net = tiny_mlp()
+
+    ranks = [keeper.offer(accuracy, lambda path: save_checkpoint(net, path)) for accuracy in (0.3, 0.5, 0.4, 0.2, 0.6)]
+    assert ranks == [1, 1, 2, None, 1]
+    assert keeper.scores() == [0.6, 0.5]
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["resnet18-top1.ckpt", "resnet18-top2.ckpt"]
+    assert read_checkpoint(tmp_path / "resnet18-top2.ckpt")[0]["0.weight"] is not None
+    assert engine.TopKCheckpoints(tmp_path, "resnet18", 2).scores() == [0.6, 0.5]  # a resumed run's view
+
+
+def test_linear_probe_trains_the_head_on_cached_features_and_saves_a_full_model(tmp_path):
+    net = small_resnet(num_classes=2)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((24, 3, 32, 32)).astype(np.float32)
+    labels = (np.arange(24) % 2).astype(np.int32)
+    images[labels == 1] += 0.5  # separable classes
+    pipeline = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=False).batch(8)
+    backbone = {k: v for k, v in values(net).items() if not k.startswith("fc.")}
+    features, feature_labels = finetune.extract_features(net, pipeline)
+    assert features.shape == (24, 512) and list(feature_labels) == list(labels)
+    net.set_train(False)
+    np.testing.assert_allclose(features[:8], finetune.PooledFeatures(net)(ms.Tensor(images[:8])).asnumpy(),
+                               rtol=1e-4, atol=1e-5)
+    optimizer = engine.build_optimizer(net.fc.trainable_params(), "sgd", [0.05] * 60, 0.9, 0.0)
+    trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(), batch_size=8)
+    first, _ = trainer.run_epoch(features, feature_labels)
+    for _ in range(19):
+        last, _ = trainer.run_epoch(features, feature_labels)
+    assert last < first * 0.5
+    assert trainer.evaluate(features, feature_labels)["accuracy"] == 1.0
+    for name, value in backbone.items():  # the backbone, BatchNorm statistics included, is untouched
+        np.testing.assert_array_equal(values(net)[name], value, err_msg=name)
+    save_checkpoint(net, tmp_path / "probe.ckpt")
+    reloaded = small_resnet(num_classes=2, pretrained=str(tmp_path / "probe.ckpt"))
+    reloaded.set_train(False)
+    logits = reloaded(ms.Tensor(images)).asnumpy()
+    assert (logits.argmax(1) == labels).mean() == 1.0
+
+
+def test_flip_tta_averages_the_image_and_its_mirror():
+    net = small_resnet()
+    images, labels = batch(4)
+    pipeline = ds.NumpySlicesDataset((images.asnumpy(), labels.asnumpy()), ["image", "label"], shuffle=False).batch(4)
+    plain = evaluate_model(net, pipeline, ["a", "b", "c"])
+    flipped = evaluate_model(net, pipeline, ["a", "b", "c"], tta="flip")
+    net.set_train(False)
+    expected = (net(images).asnumpy() + net(ms.Tensor(images.asnumpy()[..., ::-1].copy())).asnumpy()) / 2
+    probs = np.exp(expected - expected.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    loss = -np.log(probs[np.arange(4), labels.asnumpy()]).mean()
+    assert flipped.loss == pytest.approx(loss, rel=1e-4)
+    assert flipped.loss != pytest.approx(plain.loss, rel=1e-4)
