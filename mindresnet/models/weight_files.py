@@ -23,6 +23,7 @@ TORCH_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIX = ".safetensors"
 SUFFIXES = (".ckpt",) + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
 STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
+WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # torch.load(weights_only=True) met code to run
 
 Params = Dict[str, Union[ms.Parameter, ms.Tensor]]
 
@@ -71,6 +72,9 @@ def _read_torch(path: Path) -> Dict[str, np.ndarray]:
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if WEIGHTS_ONLY_REFUSAL not in str(exc):
+            raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}). The file is "
+                                  "truncated or not a .pth; copy or download it again.") from exc
         raise CheckpointError(
             f"Refusing {path}: it is not a plain state dict of tensors, and reading it would need full "
             "unpickling, which can run arbitrary code. Re-save the weights with "

@@ -1,0 +1,106 @@
+"""Convert ResNet/ResNeXt weights from PyTorch, MindCV, mindspore/models or the tutorial into a mindresnet checkpoint.
+
+``python -m mindresnet.convert resnet50.pth resnet50.ckpt`` writes a ``.ckpt`` under mindresnet's
+parameter names with a :class:`~mindresnet.checkpoint_meta.CheckpointMeta` recording the
+architecture (inferred from the weights' shapes unless ``--arch``), head size, stem and the
+convention the weights were trained in, so every tool rebuilds the network that computes what the
+publisher trained. A 1000- or 1001-class ImageNet head gets the ImageNet class names.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from mindresnet import __version__
+from mindresnet.checkpoint import save_checkpoint
+from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.cli import run_cli
+from mindresnet.errors import CheckpointError
+from mindresnet.fileio import PathLike
+from mindresnet.models import CONVENTIONS, VARIANTS, list_models, pretrained_model
+from mindresnet.models.blocks import ResidualBlock, ResidualBlockBase
+from mindresnet.models.naming import canonical_name
+from mindresnet.models.weight_files import SUFFIXES, Params, read_weights
+
+
+def infer_arch(params: Params, source: PathLike) -> str:
+    """The registered variant whose layout (block type, blocks per stage, ResNeXt grouping) ``params`` have.
+
+    Raises:
+        CheckpointError: no registered variant has that layout (the message names ``source``).
+    """
+    shapes = {canonical_name(name): tuple(value.shape) for name, value in params.items()}
+    blocks = [1 + max((int(m.group(1)) for name in shapes for m in [re.match(rf"layer{stage}\.(\d+)\.", name)] if m),
+                      default=-1) for stage in (1, 2, 3, 4)]
+    bottleneck = "layer1.0.conv3.weight" in shapes
+    groups, width_per_group = 1, 64
+    if bottleneck:
+        out_channels, group_width = shapes["layer1.0.conv2.weight"][:2]
+        groups, width_per_group = out_channels // group_width, group_width
+        if groups == 1:
+            width_per_group = 64
+    block = ResidualBlock if bottleneck else ResidualBlockBase
+    for name, variant in VARIANTS.items():
+        if (variant.block, variant.layers, variant.groups, variant.width_per_group) == (
+                block, tuple(blocks), groups, width_per_group):
+            return name
+    raise CheckpointError(f"{source} holds a {'bottleneck' if bottleneck else 'basic-block'} network with "
+                          f"{tuple(blocks)} blocks per stage and {groups} groups, which is none of "
+                          f"{', '.join(list_models())}. Pass --arch if it is one of them.")
+
+
+def convert(source: PathLike, out: PathLike, arch: Optional[str] = None,
+            convention: Optional[str] = None) -> Tuple[Path, CheckpointMeta]:
+    """Write the weights of ``source`` (``.pth``, ``.pt``, ``.safetensors`` or ``.ckpt``) as a mindresnet ``out``.
+
+    Args:
+        source: the weights file.
+        out: the ``.ckpt`` to write (atomically).
+        arch: the variant; default: inferred from the weights' shapes.
+        convention: the convention the weights were trained in; default: detected (see
+            :func:`mindresnet.models.create_model`).
+
+    Returns:
+        ``(path written, its metadata)``.
+
+    Raises:
+        CheckpointError: unreadable file, or weights of no registered architecture.
+    """
+    if arch is None:
+        params, stored = read_weights(source)
+        arch = stored.arch if stored is not None else infer_arch(params, source)
+    net, meta = pretrained_model(arch, str(source), convention)
+    meta = meta.replace(mindresnet=__version__)
+    path = save_checkpoint(net, out, meta)
+    return path, meta
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m mindresnet.convert`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m mindresnet.convert", description=__doc__.split("\n")[0])
+    parser.add_argument("source", help=f"weights file ({', '.join(SUFFIXES)})")
+    parser.add_argument("out", help="the mindresnet .ckpt to write")
+    parser.add_argument("--arch", choices=list_models(), help="architecture (default: inferred from the weights)")
+    parser.add_argument("--convention", choices=tuple(CONVENTIONS),
+                        help="padding/BatchNorm convention the weights were trained in (default: detected)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert ``args.source`` into ``args.out`` and say what was written."""
+    path, meta = convert(args.source, args.out, args.arch, args.convention)
+    print(f"wrote {path}: {meta.arch}, {meta.num_classes} classes, {meta.stem} stem, "
+          f"{meta.convention} convention")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; returns the exit code."""
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
