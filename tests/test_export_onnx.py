@@ -1,7 +1,7 @@
 """ONNX exports run by onnxruntime (CPU) give MindSpore's own eval outputs.
 
-Each case builds a checkpoint of random weights and random BatchNorm statistics (no dataset
-needed), loads it as ``predict``/``export`` do, exports ONNX at batch 1 and at batch 3, checks
+Each case builds a checkpoint of random weights and random BatchNorm statistics in one padding
+convention (no dataset needed), loads it as ``predict``/``export`` do, exports ONNX at batch 1 and at batch 3, checks
 the file with ``onnx.checker`` and compares onnxruntime's logits and top-1 with the network's
 eval-mode outputs (PyNative) on the same random inputs.
 """
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mindresnet import export
+from mindresnet.models.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from mindresnet.trained import load_trained_model
 from test_export import MEAN, STD, random_batch, write_checkpoint
 
@@ -41,10 +42,18 @@ def assert_same_predictions(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
 
 
-@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "resnext50_32x4d"])
-def test_onnx_runtime_gives_mindspores_outputs(arch, stem, tmp_path):
-    net, meta = load_trained_model(write_checkpoint(tmp_path / f"{arch}.ckpt", arch, stem))
+# Every convention with both stems on ResNet-18; the bottleneck nets in the default convention with
+# both stems, and ResNet-50 (ImageNet stem: the stem pool differs too) in every other convention.
+CASES = ([("resnet18", stem, convention) for convention in CONVENTIONS for stem in ("cifar", "imagenet")]
+         + [(arch, stem, DEFAULT_CONVENTION) for arch in ("resnet50", "resnext50_32x4d")
+            for stem in ("cifar", "imagenet")]
+         + [("resnet50", "imagenet", convention) for convention in CONVENTIONS if convention != DEFAULT_CONVENTION])
+
+
+@pytest.mark.parametrize("arch,stem,convention", CASES)
+def test_onnx_runtime_gives_mindspores_outputs(arch, stem, convention, tmp_path):
+    net, meta = load_trained_model(write_checkpoint(tmp_path / f"{arch}.ckpt", arch, stem, convention=convention))
+    assert (meta.convention, net.convention) == (convention, convention), "the checkpoint's convention was not rebuilt"
     for batch_size in (1, EXPORTED_BATCH):
         path = export.export_model(net, tmp_path / f"b{batch_size}.onnx", "ONNX", batch_size, meta.image_size)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
