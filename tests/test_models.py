@@ -145,3 +145,24 @@ def test_default_convention_is_mindcv_and_names_do_not_depend_on_it():
     assert mindresnet.resnet18().convention == "mindcv"
     names = [p.name for p in mindresnet.resnet50().get_parameters()]
     assert [p.name for p in mindresnet.resnet50(convention="torch").get_parameters()] == names
+
+
+@pytest.mark.parametrize("name", sorted(CONVENTIONS))
+def test_export_keeps_the_convention(tmp_path, name):
+    """MINDIR and ONNX compute what the network does: 'same' padding, the symmetric pool and eps survive export."""
+    from mindresnet.export import export_model
+
+    ort = pytest.importorskip("onnxruntime")
+    net = mindresnet.resnet18(num_classes=10, convention=name)
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, ms.nn.BatchNorm2d):  # variances near eps make a wrong eps visible
+            cell.moving_variance.set_data(ms.Tensor(np.full(cell.num_features, 1e-3, np.float32)))
+    net.set_train(False)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    expected = net(ms.Tensor(x)).asnumpy()
+    session = ort.InferenceSession(str(export_model(net, tmp_path / "net.onnx", "ONNX", 1, 32)))
+    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    mindir_out = ms.nn.GraphCell(ms.load(str(export_model(net, tmp_path / "net.mindir", "MINDIR", 1, 32))))(
+        ms.Tensor(x)).asnumpy()
+    for got in (onnx_out, mindir_out):
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
