@@ -98,7 +98,8 @@ def test_foreign_namings_load_into_their_convention(tmp_path, source_net, rename
 
 def test_convention_comes_from_metadata_then_names_and_an_explicit_one_wins(tmp_path, source_net):
     old = tmp_path / "old.ckpt"  # written before conventions were recorded
-    ms.save_checkpoint(source_net, str(old), append_dict={META_KEY: json.dumps({"arch": "resnet18", "num_classes": 1000})})
+    stored = json.dumps({"arch": "resnet18", "num_classes": 1000})
+    ms.save_checkpoint(source_net, str(old), append_dict={META_KEY: stored})
     assert mindresnet.resnet18(pretrained=str(old)).convention == "mindcv"
     recorded = save_checkpoint(source_net, tmp_path / "new.ckpt", CheckpointMeta("resnet18", 1000, convention="torch"))
     assert mindresnet.resnet18(pretrained=str(recorded)).convention == "torch"
@@ -336,4 +337,5 @@ def test_model_modules_import_one_way():
 
     cycles = [module for module in imports if reaches(module, module)]
     assert not cycles, f"import cycles through {cycles}"
-    assert "mindresnet.models.factory" not in imports["mindresnet.models.registry"] | imports["mindresnet.models.pretrained"]
+    below_factory = imports["mindresnet.models.registry"] | imports["mindresnet.models.pretrained"]
+    assert "mindresnet.models.factory" not in below_factory
