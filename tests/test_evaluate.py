@@ -97,7 +97,7 @@ def test_evaluate_cli_missing_data_dir_is_a_clear_error(trained_ckpt, tmp_path, 
 
 def test_eval_dataset_with_other_classes_is_refused(model, sample_dir):
     _, meta = model
-    other = {**meta, "class_names": [f"c{i}" for i in range(10)]}
+    other = meta.replace(class_names=[f"c{i}" for i in range(10)])
     with pytest.raises(DataError, match="trained on"):
         build_eval_dataset(other, sample_dir, batch_size=32)
 
