@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mindresnet.errors import CheckpointError
 
-DEFAULT_CONVENTION = "mindcv"  # the padding/BatchNorm convention every checkpoint before the field was built in
+# The padding/BatchNorm convention (mindresnet.models.conventions) of models trained from scratch, and of
+# every checkpoint written before the field existed.
+DEFAULT_CONVENTION = "mindcv"
 
 
 @dataclass

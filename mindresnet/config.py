@@ -21,11 +21,12 @@ from mindresnet.cli.args import FALSE_WORDS, TRUE_WORDS, add_bool_flag, parse_bo
 from mindresnet.data.factory import DATASETS
 from mindresnet.errors import ConfigError
 from mindresnet.fileio import write_text
+from mindresnet.models.registry import VARIANTS, get_variant
 from mindresnet.models.resnet import STEMS
 
-LR_SCHEDULES = ("cosine", "onecycle", "step", "constant")
+LR_SCHEDULES = ("cosine", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-OPTIMIZERS = ("momentum", "sgd")
+OPTIMIZERS = ("momentum", "sgd", "adamw")
 NONE_WORDS = ("none", "null", "")
 
 
@@ -41,7 +42,8 @@ class TrainConfig:
     device: str = option("CPU", "Ascend, GPU or CPU")
     arch: str = option("resnet50", "any name of mindresnet.list_models()")
     stem: str = option("imagenet", "imagenet (7x7/2 conv + max-pool) or cifar (3x3/1 conv, no pool)")
-    pretrained: str = option("true", "true (download the official weights), false, or a checkpoint path")
+    pretrained: str = option("true", "true (download the published weights), false, a weights tag of --arch "
+                                     "(e.g. mindcv), or a .ckpt/.pth/.pt/.safetensors file")
     num_classes: Optional[int] = option(None, "classes of the head; unset: the dataset's class count")
     dataset: str = option("cifar10", f"one of {', '.join(DATASETS)}")
     data_dir: str = option("datasets-cifar10-bin",
@@ -50,17 +52,31 @@ class TrainConfig:
     image_size: int = option(32, "pixels per side fed to the model")
     epochs: int = option(5, "training epochs")
     batch_size: int = option(256, "images per step on each device")
-    optimizer: str = option("momentum", "momentum (the tutorial's) or sgd (momentum + Nesterov)")
+    optimizer: str = option("momentum", "momentum (the tutorial's), sgd (momentum + Nesterov) or adamw "
+                                        "(decoupled weight decay)")
     lr: float = option(1e-3, "peak learning rate")
     min_lr: float = option(1e-5, "floor of the cosine / onecycle decay")
     momentum: float = option(0.9, "optimizer momentum")
-    lr_schedule: str = option("cosine", "cosine, onecycle, step or constant")
+    lr_schedule: str = option("cosine", "cosine, onecycle, step, constant, or plateau (constant; x0.1 after "
+                                        "--plateau-patience epochs without a better test accuracy)")
+    plateau_patience: int = option(2, "epochs without improvement before --lr-schedule plateau lowers the LR")
     warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
-    weight_decay: float = option(0.0, "L2 weight decay (BatchNorm gamma/beta excluded)")
+    weight_decay: float = option(0.0, "weight decay (BatchNorm gamma/beta and biases excluded)")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)")
     amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling")
     loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
-    freeze_backbone: bool = option(False, "train only the fc head")
+    freeze_backbone: bool = option(False, "train only the fc head; the backbone's BatchNorm stays in inference mode")
+    layer_decay: float = option(1.0, "LR multiplier per stage away from the head (timm's --layer-decay): "
+                                     "layer4 x D, layer3 x D^2, ... stem x D^5")
+    head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
+    ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
+                                        "used for evaluation and the best checkpoint; unset: off")
+    mixup: float = option(0.0, "MixUp alpha (soft targets); 0: off")
+    cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
+    grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
+    clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
+    early_stop: Optional[int] = option(None, "stop after N evaluations without a better test accuracy; unset: off")
+    keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
     seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
     ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves and the resolved config")
     resume: bool = option(False, "continue from <ckpt-dir>/<arch>-last.ckpt")
@@ -74,6 +90,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Check values against each other; raise ConfigError naming the flag."""
         checks = [
+            (self.arch in VARIANTS, f"--arch {self.arch!r} is not one of {', '.join(sorted(VARIANTS))}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
@@ -93,6 +110,15 @@ class TrainConfig:
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "--max-steps-per-epoch must be >= 1"),
             (self.save_every_steps is None or self.save_every_steps >= 1, "--save-every-steps must be >= 1"),
+            (0 < self.layer_decay <= 1, f"--layer-decay must be in (0, 1], got {self.layer_decay}"),
+            (self.head_lr_scale > 0, f"--head-lr-scale must be > 0, got {self.head_lr_scale}"),
+            (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
+            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
+            (self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}"),
+            (self.clip_grad is None or self.clip_grad > 0, "--clip-grad must be > 0"),
+            (self.early_stop is None or self.early_stop >= 1, "--early-stop must be >= 1"),
+            (self.plateau_patience >= 1, "--plateau-patience must be >= 1"),
+            (self.keep_best >= 0, "--keep-best must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -101,15 +127,20 @@ class TrainConfig:
         return self
 
     def pretrained_value(self) -> Union[bool, str]:
-        """``pretrained`` as True, False or a path string."""
+        """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path."""
         value = str(self.pretrained).strip()
         if value.lower() in TRUE_WORDS:
             return True
         if value.lower() in FALSE_WORDS + NONE_WORDS:
             return False
-        if not os.path.isfile(value):
-            raise ConfigError(f"--pretrained {value}: no such file. Pass true, false or a checkpoint path.")
-        return value
+        if os.path.isfile(value):
+            return value
+        tags = [weights.tag for weights in get_variant(self.arch).weights] if self.arch in VARIANTS else []
+        if value in tags:
+            return value
+        raise ConfigError(f"--pretrained {value}: no such file, and not a weights tag of {self.arch} "
+                          f"({', '.join(tags) or 'it has none'}). Pass true, false, a tag or a weights file "
+                          "(.ckpt, .pth, .pt, .safetensors).")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,7 +13,28 @@ from mindresnet.runtime import setup_context
 REPO = Path(__file__).resolve().parents[1]
 SUBSET = Path(os.environ.get("MINDRESNET_SUBSET", REPO.parent / "shared" / "data" / "cifar10-subset"))
 REQUIRE_SUBSET_ENV = "MINDRESNET_REQUIRE_SUBSET"
+REQUIRE_PEERS_ENV = "MINDRESNET_REQUIRE_PEERS"  # CI: a test skipped for a missing peer package fails instead
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _fail_missing_peer(report, reason: str) -> None:
+    """Under MINDRESNET_REQUIRE_PEERS, a ``pytest.importorskip`` of a peer (torch, onnx, ...) is a failure."""
+    if os.environ.get(REQUIRE_PEERS_ENV) and report.skipped and "could not import" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"{reason}, and {REQUIRE_PEERS_ENV} is set: pip install -r tests/requirements.txt"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_missing_peer(outcome.get_result(), str(call.excinfo.value) if call.excinfo else "")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):  # a module-level importorskip skips the whole file
+    outcome = yield
+    report = outcome.get_result()
+    _fail_missing_peer(report, str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr))
 
 
 @pytest.fixture(scope="session", autouse=True)

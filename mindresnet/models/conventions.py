@@ -23,6 +23,7 @@ from typing import Dict, Union
 
 from mindspore import nn
 
+from mindresnet.checkpoint_meta import DEFAULT_CONVENTION
 from mindresnet.errors import ConfigError
 
 
@@ -79,7 +80,6 @@ CONVENTIONS: Dict[str, Convention] = {
     "torch": Convention("torch", same_conv=False, symmetric_pool=True, bn_eps=1e-5,
                         source="torchvision, timm; mindspore/models ResNet-18/34 (res_base)"),
 }
-DEFAULT_CONVENTION = "mindcv"  # models trained from scratch; every mindresnet checkpoint before conventions
 
 
 def get_convention(convention: Union[str, Convention, None]) -> Convention:
