@@ -287,12 +287,9 @@ class ComposedTrainStep(nn.Cell):
                 self.ema.update()
         return loss
 
-    def start_epoch(self) -> None:
-        """Drop a partial accumulation (an interrupted epoch restarts at its first micro-batch)."""
-        self.micro_steps = self.pending = 0
-        if self.update_step is not None:
-            for total in self.totals:
-                total.set_data(ms.Tensor(np.zeros(total.shape, np.float32)))
+    def resume_at(self, step: int) -> None:
+        """Continue an epoch at micro-batch ``step`` (the restored accumulators hold its partial sum)."""
+        self.micro_steps, self.pending = step, step % self.grad_accum
 
 
 class _WithFloatLoss(nn.Cell):
@@ -372,6 +369,34 @@ class PlateauMonitor:
     def replay(self, accuracies: Iterable[float]) -> int:
         """Feed earlier epochs' accuracies (NaN: not evaluated, skipped); return how many triggered."""
         return sum(self.step(value) for value in accuracies if not math.isnan(value))
+
+
+class AccuracyWatch:
+    """What the test accuracy decides after each evaluation: plateau LR cuts and early stopping.
+
+    Args:
+        optimizer: whose learning-rate tables a plateau multiplies by ``factor`` (not below ``min_lr``).
+        plateau_patience: evaluations without improvement before a cut; None: no plateau schedule.
+        early_stop: evaluations without improvement before stopping; None: never stop early.
+    """
+
+    def __init__(self, optimizer: nn.Optimizer, plateau_patience: Optional[int], early_stop: Optional[int],
+                 min_lr: float = 0.0, factor: float = 0.1):
+        self.optimizer, self.min_lr, self.factor = optimizer, min_lr, factor
+        self.plateau = PlateauMonitor(plateau_patience) if plateau_patience else None
+        self.early = PlateauMonitor(early_stop) if early_stop else None
+
+    def observe(self, accuracy: float) -> bool:
+        """Record one evaluation; cut the LR on a plateau; True when training should stop."""
+        if self.plateau is not None and self.plateau.step(accuracy):
+            scale_learning_rates(self.optimizer, self.factor, self.min_lr)
+        return self.early is not None and self.early.step(accuracy)
+
+    def replay(self, accuracies: Iterable[float]) -> None:
+        """Bring a resumed run to the state its earlier evaluations left (NaN: not evaluated)."""
+        for accuracy in accuracies:
+            if not math.isnan(accuracy):
+                self.observe(accuracy)
 
 
 class TopKCheckpoints:

@@ -48,6 +48,24 @@ def lr_scale(name: str, layer_decay: float = 1.0, head_lr_scale: float = 1.0) ->
     return scale * head_lr_scale if is_head(name) else scale
 
 
+def optimizer_for(net: nn.Cell, config, rates) -> nn.Optimizer:
+    """The optimizer of ``config`` (a TrainConfig) over ``net``'s trainable parameters: per-step
+    ``rates``, layer decay and head scale, and the loss scale its train step expects."""
+    custom_step = engine.uses_composed_step(config.optimizer, config.amp, config.grad_accum, config.clip_grad)
+    return engine.build_optimizer(
+        net.trainable_params(), config.optimizer, rates, config.momentum, config.weight_decay,
+        engine.optimizer_loss_scale(config.optimizer, config.amp, config.loss_scale, custom_step),
+        lr_scale=lambda name: lr_scale(name, config.layer_decay, config.head_lr_scale))
+
+
+def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
+    """The latest learning rates of the head (``lr``) and, when it trains, the stem (``lr_stem``)."""
+    columns = {"lr": engine.current_lr(optimizer, net.fc.weight)}
+    if net.conv1.weight.requires_grad:
+        columns["lr_stem"] = engine.current_lr(optimizer, net.conv1.weight)
+    return columns
+
+
 def backbone_batchnorms(net: nn.Cell) -> List[nn.Cell]:
     """The BatchNorm cells of ``net`` outside the head."""
     return [cell for name, cell in net.cells_and_names()

@@ -17,12 +17,13 @@ import mindspore as ms
 import numpy as np
 from tqdm import tqdm
 
-from mindresnet import __version__, engine
+from mindresnet import __version__, engine, finetune
 from mindresnet.checkpoint import assign_parameters, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.cli import run_guarded
 from mindresnet.config import TrainConfig, parse_args, save_config
 from mindresnet.data.constants import CLASS_INDICES_FILE
+from mindresnet.data.transforms import mix_batches
 from mindresnet.data.factory import LoadedDataset, create_dataset
 from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
 from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -93,28 +94,36 @@ def fit(config: TrainConfig) -> FitResult:
     if num_classes != len(class_names):
         raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
                           f"{config.data_dir}. Omit --num-classes to use the dataset's.")
-    net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(),
-                       stem=config.stem, freeze_backbone=config.freeze_backbone)
+    net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(), stem=config.stem)
+    if config.freeze_backbone:
+        finetune.freeze_backbone(net)
+    train_ds = mix_batches(train_ds, num_classes, config.mixup, config.cutmix)
     steps_per_epoch = train_ds.get_dataset_size()
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     if steps_per_epoch < 1:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set of this rank; "
                           "lower --batch-size.")
-    rates = engine.lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs, steps_per_epoch,
+    updates_per_epoch = engine.updates_per_epoch(steps_per_epoch, config.grad_accum)
+    rates = engine.lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs, updates_per_epoch,
                                config.warmup_epochs)
-    loss_scale = config.loss_scale if config.amp != "O0" else 1.0
-    optimizer = engine.build_optimizer(net.trainable_params(), config.optimizer, rates, config.momentum,
-                                       config.weight_decay, loss_scale)
-    train_step = engine.build_train_step(net, engine.build_loss(config.label_smoothing), optimizer,
-                                         config.amp, loss_scale)
+    optimizer = finetune.optimizer_for(net, config, rates)
+    ema = finetune.EMA(net, config.ema) if config.ema else None
+    train_step = engine.build_train_step(net, engine.build_loss(config.label_smoothing), optimizer, config.amp,
+                                         config.loss_scale, grad_accum=config.grad_accum, clip_grad=config.clip_grad,
+                                         ema=ema, steps_per_epoch=steps_per_epoch)
+    watch = engine.AccuracyWatch(optimizer, config.plateau_patience if config.lr_schedule == "plateau" else None,
+                                 config.early_stop, config.min_lr)
+    top_k = engine.TopKCheckpoints(ckpt_dir, config.arch, config.keep_best) if config.keep_best else None
     meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
                           mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
                           dataset=config.dataset, convention=net.convention, mindresnet=__version__)
     start_epoch, best_acc, history, progress = 0, -1.0, [], EpochProgress()
     if config.resume:
-        start_epoch, best_acc, progress = restore(train_step, optimizer, last_path, meta, steps_per_epoch)
+        start_epoch, best_acc, progress = restore(train_step, optimizer, last_path, meta, steps_per_epoch,
+                                                  config.grad_accum)
         history = [row for row in read_metrics(ckpt_dir / "metrics.csv") if row["epoch"] <= start_epoch]
+        watch.replay(row.get("accuracy", math.nan) for row in history)
     if dist.is_main:
         save_config(config, ckpt_dir / "config.yaml")
     global_images = config.batch_size * dist.shards
@@ -132,20 +141,25 @@ def fit(config: TrainConfig) -> FitResult:
 
     with StopSignals(leader=dist.is_main) as stop:
         for epoch in range(start_epoch, config.epochs):
+            stop_early = False
             try:
                 run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist, progress, stop,
                           lambda: save_last(epoch, progress))
                 row = {"epoch": epoch + 1, "loss": progress.loss_sum / steps_per_epoch,
-                       "lr": rates[(epoch + 1) * steps_per_epoch - 1], "seconds": progress.seconds,
+                       **finetune.lr_columns(optimizer, net), "seconds": progress.seconds,
                        "images_per_s": steps_per_epoch * global_images / progress.seconds}
                 if dist.is_main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                    with stop.abortable():
+                    with stop.abortable(), finetune.evaluation_weights(ema):  # EMA: the averaged weights
                         scores = engine.evaluate(net, test_ds)
+                        scored = meta.replace(epoch=epoch + 1, accuracy=scores["accuracy"])
+                        if scores["accuracy"] > best_acc:
+                            best_acc = scores["accuracy"]
+                            save_checkpoint(net, best_path, scored)
+                        if top_k is not None:
+                            top_k.offer(scores["accuracy"], lambda path: save_checkpoint(net, path, scored))
                     train_step.set_train(True)
                     row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
-                    if scores["accuracy"] > best_acc:
-                        best_acc = scores["accuracy"]
-                        save_checkpoint(net, best_path, meta.replace(epoch=epoch + 1, accuracy=best_acc))
+                    stop_early = watch.observe(scores["accuracy"])
             except KeyboardInterrupt:  # Preempted, or Ctrl-C where no handler could be installed
                 save_last(epoch, progress)
                 logger.warning("interrupted at epoch %d, step %d: saved %s (continue with --resume)",
@@ -160,8 +174,11 @@ def fit(config: TrainConfig) -> FitResult:
                 logger.info("epoch %d/%d loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, config.epochs,
                             row["loss"], f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
                             row["seconds"], row["images_per_s"])
+            if stop_early:
+                logger.info("early stop: no better test accuracy in %d evaluations", config.early_stop)
+                break
     return FitResult(best_accuracy=best_acc, best_path=best_path if best_path.exists() else None,
-                     last_path=last_path, epochs_run=config.epochs - start_epoch,
+                     last_path=last_path, epochs_run=len(history) - start_epoch,
                      global_step=int(optimizer.global_step.asnumpy().reshape(-1)[0]), history=history)
 
 
@@ -199,9 +216,9 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
             stop.check()
 
 
-def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_per_epoch: int
-            ) -> Tuple[int, float, EpochProgress]:
-    """Load ``last_path`` (or its backup) into the train step.
+def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_per_epoch: int,
+            grad_accum: int = 1) -> Tuple[int, float, EpochProgress]:
+    """Load ``last_path`` (or its backup) into the train step (``grad_accum`` micro-batches per update).
 
     Returns:
         (epochs done, best accuracy so far, progress of the interrupted epoch).
@@ -228,7 +245,10 @@ def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_
                               f"but this run has {steps_per_epoch} steps per epoch. Use the same --batch-size and "
                               "--max-steps-per-epoch, or another --ckpt-dir.")
     # The LR schedule and the data order continue at the interrupted step.
-    optimizer.global_step.set_data(ms.Tensor(np.array([epochs_done * steps_per_epoch + progress.step], np.int32)))
+    updates_done = epochs_done * engine.updates_per_epoch(steps_per_epoch, grad_accum) + progress.step // grad_accum
+    optimizer.global_step.set_data(ms.Tensor(np.array([updates_done], np.int32)))
+    if isinstance(train_step, engine.ComposedTrainStep):
+        train_step.resume_at(progress.step)
     logger.info("resumed from %s at epoch %d, step %d", last_path, epochs_done + 1, progress.step)
     best = stored.best_accuracy if stored.best_accuracy is not None else -1.0
     return epochs_done, best, progress
