@@ -35,6 +35,7 @@ from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 from mindresnet.engine import lr_schedule  # noqa: E402
 from mindresnet.runtime import cpu_count  # noqa: E402
 from accuracy import RECIPES, TABLE_HEADER, seeds_summary, table_row  # noqa: E402
+from cifar_numpy import augment, normalise  # noqa: E402
 from sides import cpu_line, torch_side, uncap_torch  # noqa: E402
 from torch_resnet import create_model  # noqa: E402
 
@@ -44,21 +45,9 @@ RECIPE = RECIPES["reference"]
 BATCH = RECIPE["batch_size"]
 
 
-def normalise(images: np.ndarray) -> torch.Tensor:
-    """(N, 32, 32, 3) uint8 -> normalised (N, 3, 32, 32) float32."""
-    x = images.astype(np.float32) / 255.0
-    x = (x - np.array(CIFAR10_MEAN, np.float32)) / np.array(CIFAR10_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RandomCrop(32, padding=4) and RandomHorizontalFlip(0.5) per image."""
-    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    out = np.empty_like(images)
-    for i, (dy, dx) in enumerate(rng.integers(0, 9, size=(len(images), 2))):
-        crop = padded[i, dy:dy + 32, dx:dx + 32]
-        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return out
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, 32, 32, 3) uint8 -> normalised (N, 3, 32, 32) float32 tensor."""
+    return torch.from_numpy(normalise(images, CIFAR10_MEAN, CIFAR10_STD))
 
 
 def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
@@ -68,7 +57,7 @@ def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
     folder = locate_cifar10(data_dir)
     train_x, train_y = load_arrays(split_files(folder, "train"))
     test_x, test_y = load_arrays(split_files(folder, "test"))
-    test_inputs, test_labels = normalise(test_x), torch.from_numpy(test_y.astype(np.int64))
+    test_inputs, test_labels = to_tensor(test_x), torch.from_numpy(test_y.astype(np.int64))
     steps = len(train_x) // BATCH
     rates = lr_schedule(RECIPE["lr_schedule"], RECIPE["lr"], RECIPE["min_lr"], epochs, steps)
     model = create_model("resnet50", 10, "imagenet")
@@ -85,7 +74,7 @@ def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
         start, losses = time.perf_counter(), []
         for step in range(steps):
             index = order[step * BATCH:(step + 1) * BATCH]
-            inputs = normalise(augment(train_x[index], rng))
+            inputs = to_tensor(augment(train_x[index], rng))
             labels = torch.from_numpy(train_y[index].astype(np.int64))
             for group in optimizer.param_groups:
                 group["lr"] = rates[epoch * steps + step]

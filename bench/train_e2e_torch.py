@@ -28,36 +28,23 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cifar_numpy import augment, normalise, read_cifar_bin  # noqa: E402
 from sides import cpu_count, cpu_line, torch_side  # noqa: E402
 from torch_resnet import create_model  # noqa: E402
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)  # mindresnet.data.constants.CIFAR10_MEAN
 STD = np.array((0.2023, 0.1994, 0.2010), np.float32)
-RECORD = 1 + 32 * 32 * 3
 MIN_LR = 1e-5
 
 
 def read_split(folder: Path, pattern: str) -> Tuple[np.ndarray, np.ndarray]:
     """(N, 32, 32, 3) uint8 images and (N,) int64 labels of the matching ``.bin`` files."""
-    raw = np.concatenate([np.fromfile(path, np.uint8) for path in sorted(folder.glob(pattern))])
-    records = raw.reshape(-1, RECORD)
-    return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), records[:, 0].astype(np.int64)
+    return read_cifar_bin(sorted(folder.glob(pattern)))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> normalised float32 NCHW."""
-    x = (images.astype(np.float32) / 255.0 - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RandomCrop(32, padding=4) and RandomHorizontalFlip(0.5) per image."""
-    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    out = np.empty_like(images)
-    for i, (dy, dx) in enumerate(rng.integers(0, 9, size=(len(images), 2))):
-        crop = padded[i, dy:dy + 32, dx:dx + 32]
-        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return out
+    return torch.from_numpy(normalise(images, MEAN, STD))
 
 
 def cosine_rates(lr: float, epochs: int, steps: int) -> List[float]:

@@ -11,7 +11,9 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-RECORD = 1 + 32 * 32 * 3
+import cifar_numpy
+from cifar_numpy import read_cifar_bin
+from cifar_numpy import augment  # noqa: F401  (re-exported: both sides augment alike)
 SOURCE_CLASSES = (0, 1, 2, 3, 4)  # airplane, automobile, bird, cat, deer: pretraining
 TARGET_CLASSES = (5, 6, 7, 8, 9)  # dog, frog, horse, ship, truck: transfer
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)
@@ -30,12 +32,6 @@ RECIPES: Dict[str, Dict] = {
 WEIGHT_DECAY, MOMENTUM = 5e-4, 0.9
 
 
-def read_cifar_bin(files: List[Path]) -> Tuple[np.ndarray, np.ndarray]:
-    """(N, 32, 32, 3) uint8 images and (N,) int64 labels of CIFAR-10 binary files."""
-    raw = np.concatenate([np.fromfile(f, np.uint8).reshape(-1, RECORD) for f in files])
-    return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), raw[:, 0].astype(np.int64)
-
-
 def split(folder: Path, per_class: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """``source`` and ``source_test`` (classes 0-4), ``target`` (the first ``per_class`` train images of
     each of classes 5-9) and ``target_test`` (the test split's classes 5-9, labels renumbered 0-4)."""
@@ -52,18 +48,7 @@ def split(folder: Path, per_class: int) -> Dict[str, Tuple[np.ndarray, np.ndarra
 
 def normalise(images: np.ndarray) -> np.ndarray:
     """(N, 32, 32, 3) uint8 -> normalised (N, 3, 32, 32) float32."""
-    x = (images.astype(np.float32) / 255.0 - MEAN) / STD
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RandomCrop(32, padding=4) and RandomHorizontalFlip(0.5) per image."""
-    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    out = np.empty_like(images)
-    for i, (dy, dx) in enumerate(rng.integers(0, 9, size=(len(images), 2))):
-        crop = padded[i, dy:dy + 32, dx:dx + 32]
-        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return out
+    return cifar_numpy.normalise(images, MEAN, STD)
 
 
 def batches(count: int, rng: np.random.Generator, drop_last: bool = True) -> List[np.ndarray]:
