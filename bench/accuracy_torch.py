@@ -37,7 +37,7 @@ from mindresnet.runtime import cpu_count  # noqa: E402
 from accuracy import RECIPES, TABLE_HEADER, seeds_summary, table_row  # noqa: E402
 from cifar_numpy import augment, normalise  # noqa: E402
 from sides import cpu_line, torch_side, uncap_torch  # noqa: E402
-from torch_resnet import create_model  # noqa: E402
+from torch_resnet import create_model, train_step  # noqa: E402
 
 uncap_torch()  # mindresnet's import capped oneDNN at AVX2: PyTorch must not inherit it
 
@@ -76,13 +76,7 @@ def run(data_dir: str, seed: int, epochs: int) -> Tuple[float, float]:
             index = order[step * BATCH:(step + 1) * BATCH]
             inputs = to_tensor(augment(train_x[index], rng))
             labels = torch.from_numpy(train_y[index].astype(np.int64))
-            for group in optimizer.param_groups:
-                group["lr"] = rates[epoch * steps + step]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, optimizer, loss_fn, inputs, labels, rates[epoch * steps + step]))
         seconds = time.perf_counter() - start
         cumulative += seconds
         model.eval()

@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from sides import cpu_line, mindspore_side, torch_env  # noqa: E402
+from sides import cpu_line, mindspore_side, save_both_sides, torch_env  # noqa: E402
 
 STARTING_ENV = dict(os.environ)  # before mindresnet's import adds its cap
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -49,26 +49,15 @@ def write_inputs(folder: Path, arch: str, torch_python: str) -> Dict[str, Path]:
 
     sys.path.insert(0, str(REPO))
     from mindresnet import __version__
-    from mindresnet.checkpoint import save_checkpoint
     from mindresnet.checkpoint_meta import CheckpointMeta
     from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
     from mindresnet.models import create_model
 
     ms.set_seed(0)
-    meta = {"arch": arch, "num_classes": 10, "stem": "imagenet", "image_size": 32, "mean": list(CIFAR10_MEAN),
-            "std": list(CIFAR10_STD), "class_names": CLASS_NAMES, "dataset": "cifar10", "mindresnet": __version__}
+    meta = CheckpointMeta(arch=arch, num_classes=10, stem="imagenet", image_size=32, mean=CIFAR10_MEAN,
+                          std=CIFAR10_STD, class_names=CLASS_NAMES, dataset="cifar10", mindresnet=__version__)
     net = create_model(arch, num_classes=10, stem="imagenet")
-    ckpt = folder / f"{arch}.ckpt"
-    save_checkpoint(net, ckpt, CheckpointMeta(**meta))
-    arrays = folder / "weights.npz"
-    np.savez(arrays, **{p.name: p.asnumpy() for p in net.get_parameters()})
-    torch_ckpt = folder / f"{arch}.pt"
-    convert = ("import sys, json, numpy as np, torch; sys.path.insert(0, sys.argv[1]); "
-               "from torch_resnet import state_dict_from_mindspore; "
-               "torch.save({'state_dict': state_dict_from_mindspore(dict(np.load(sys.argv[2]))), "
-               "'meta': json.loads(sys.argv[3])}, sys.argv[4])")
-    subprocess.run([torch_python, "-c", convert, str(BENCH), str(arrays), json.dumps(meta), str(torch_ckpt)],
-                   check=True, env=torch_env())
+    ckpt, torch_ckpt = save_both_sides(net, meta, folder, torch_python)
     image = folder / "image.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
     return {"ckpt": ckpt, "torch_ckpt": torch_ckpt, "image": image}

@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from sides import cpu_line, mindspore_side, torch_env  # noqa: E402
+from sides import cpu_line, mindspore_side, save_both_sides, torch_env  # noqa: E402
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -48,7 +48,6 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> Dict[str, Path]:
 
     sys.path.insert(0, str(REPO))
     from mindresnet import __version__
-    from mindresnet.checkpoint import save_checkpoint
     from mindresnet.checkpoint_meta import CheckpointMeta
     from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
     from mindresnet.models import create_model
@@ -65,16 +64,7 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> Dict[str, Path]:
     meta = CheckpointMeta(arch=args.arch, num_classes=10, stem=args.stem, image_size=args.image_size,
                           mean=CIFAR10_MEAN, std=CIFAR10_STD, class_names=CLASS_NAMES, dataset="cifar10",
                           mindresnet=__version__)
-    ckpt = save_checkpoint(net, folder / f"{args.arch}.ckpt", meta)
-    arrays = folder / "weights.npz"
-    np.savez(arrays, **{p.name: p.asnumpy() for p in net.get_parameters()})
-    torch_ckpt = folder / f"{args.arch}.pt"
-    convert = ("import sys, json, numpy as np, torch; sys.path.insert(0, sys.argv[1]); "
-               "from torch_resnet import state_dict_from_mindspore; "
-               "torch.save({'state_dict': state_dict_from_mindspore(dict(np.load(sys.argv[2]))), "
-               "'meta': json.loads(sys.argv[3])}, sys.argv[4])")
-    subprocess.run([args.torch_python, "-c", convert, str(BENCH), str(arrays), json.dumps(meta.to_dict()),
-                    str(torch_ckpt)], check=True, env=torch_env())
+    ckpt, torch_ckpt = save_both_sides(net, meta, folder, args.torch_python)
     return {"images": images, "ckpt": ckpt, "torch_ckpt": torch_ckpt}
 
 

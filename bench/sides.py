@@ -113,3 +113,29 @@ def cpu_line() -> str:
         pass
     avx = "AVX-512" if "avx512f" in flags else ("AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
     return f"CPU {model} ({avx}), {cpu_count()} usable cores"
+
+
+def save_both_sides(net, meta, folder: Path, torch_python: str) -> "tuple[Path, Path]":
+    """The same weights twice: a mindresnet ``.ckpt`` with ``meta`` and the PyTorch twin's ``.pt``.
+
+    The ``.pt`` holds ``{"state_dict", "meta"}`` (``meta`` as a plain dict) and is written by
+    ``torch_python`` in a process without the oneDNN cap.
+    """
+    import json
+    import subprocess
+
+    import numpy as np
+
+    from mindresnet.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(net, folder / f"{meta.arch}.ckpt", meta)
+    arrays = folder / "weights.npz"
+    np.savez(arrays, **{p.name: p.asnumpy() for p in net.get_parameters()})
+    torch_ckpt = folder / f"{meta.arch}.pt"
+    convert = ("import sys, json, numpy as np, torch; sys.path.insert(0, sys.argv[1]); "
+               "from torch_resnet import state_dict_from_mindspore; "
+               "torch.save({'state_dict': state_dict_from_mindspore(dict(np.load(sys.argv[2]))), "
+               "'meta': json.loads(sys.argv[3])}, sys.argv[4])")
+    subprocess.run([torch_python, "-c", convert, str(Path(__file__).resolve().parent), str(arrays),
+                    json.dumps(meta.to_dict()), str(torch_ckpt)], check=True, env=torch_env())
+    return ckpt, torch_ckpt

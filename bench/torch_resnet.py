@@ -121,3 +121,15 @@ def state_dict_from_mindspore(arrays: Dict[str, np.ndarray]) -> Dict[str, torch.
         prefix, _, leaf = name.rpartition(".")
         state[f"{prefix}.{BN_NAMES.get(leaf, leaf)}"] = torch.from_numpy(np.ascontiguousarray(value))
     return state
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, inputs: torch.Tensor,
+               labels: torch.Tensor, lr: float) -> float:
+    """One optimizer step at learning rate ``lr``; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(inputs), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar_numpy import augment, normalise, read_cifar_bin  # noqa: E402
 from sides import cpu_count, cpu_line, torch_side  # noqa: E402
-from torch_resnet import create_model  # noqa: E402
+from torch_resnet import create_model, train_step  # noqa: E402
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)  # mindresnet.data.constants.CIFAR10_MEAN
 STD = np.array((0.2023, 0.1994, 0.2010), np.float32)
@@ -121,13 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             index = order[step * args.batch_size:(step + 1) * args.batch_size]
             inputs = to_tensor(augment(train_x[index], rng))
             labels = torch.from_numpy(train_y[index])
-            for group in optimizer.param_groups:
-                group["lr"] = rates[epoch * steps + step]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, optimizer, loss_fn, inputs, labels, rates[epoch * steps + step]))
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": rates[(epoch + 1) * steps - 1],
                "seconds": seconds, "images_per_s": steps * args.batch_size / seconds}
