@@ -37,6 +37,7 @@ class CheckpointMeta:
     dataset: Optional[str] = None
     mindresnet: Optional[str] = None  # package version that wrote the file
     epoch: int = 0  # epochs completed
+    stage: str = "full"  # what trained: "head" (head-only epochs on cached features) or "full" (every trainable layer)
     step: int = 0  # steps done of the interrupted epoch (last checkpoints; 0 at an epoch's end)
     epoch_loss_sum: float = 0.0  # summed loss of those steps, so the epoch's mean loss survives a resume
     epoch_seconds: float = 0.0  # their training time, likewise for the epoch's images/s

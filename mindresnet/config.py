@@ -13,12 +13,13 @@ import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from mindresnet.cli.args import FALSE_WORDS, TRUE_WORDS, add_bool_flag, parse_bool
 from mindresnet.data.factory import DATASETS
+from mindresnet.data.transforms import AUTO_AUGMENTS
 from mindresnet.errors import ConfigError
 from mindresnet.fileio import write_text
 from mindresnet.models.registry import VARIANTS, get_variant
@@ -28,6 +29,7 @@ LR_SCHEDULES = ("cosine", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 OPTIMIZERS = ("momentum", "sgd", "adamw")
 NONE_WORDS = ("none", "null", "")
+HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
 
 
 def option(default: Any, help_text: str, **kwargs: Any) -> Any:
@@ -66,6 +68,11 @@ class TrainConfig:
     amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling")
     loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
     freeze_backbone: bool = option(False, "train only the fc head; the backbone's BatchNorm stays in inference mode")
+    linear_probe: bool = option(False, "train only the fc head, on backbone features of the un-augmented images "
+                                       "computed once (eval-mode BatchNorm); writes normal full-model checkpoints")
+    freeze_epochs: int = option(0, "two-stage fine-tune: the first N of --epochs train only the head as "
+                                   "--linear-probe does, at --head-lr; then every layer, at --lr")
+    head_lr: Optional[float] = option(None, "peak LR of the head-only epochs of --freeze-epochs; unset: 5 x --lr")
     layer_decay: float = option(1.0, "LR multiplier per stage away from the head (timm's --layer-decay): "
                                      "layer4 x D, layer3 x D^2, ... stem x D^5")
     head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
@@ -73,6 +80,8 @@ class TrainConfig:
                                         "used for evaluation and the best checkpoint; unset: off")
     mixup: float = option(0.0, "MixUp alpha (soft targets); 0: off")
     cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
+    auto_augment: Optional[str] = option(None, "randaugment or autoaugment (MindSpore's ops) after the crop and "
+                                               "flip of training images; unset: off")
     grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
     clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
     early_stop: Optional[int] = option(None, "stop after N evaluations without a better test accuracy; unset: off")
@@ -119,12 +128,46 @@ class TrainConfig:
             (self.early_stop is None or self.early_stop >= 1, "--early-stop must be >= 1"),
             (self.plateau_patience >= 1, "--plateau-patience must be >= 1"),
             (self.keep_best >= 0, "--keep-best must be >= 0"),
+            (self.auto_augment is None or self.auto_augment in AUTO_AUGMENTS,
+             f"--auto-augment must be one of {AUTO_AUGMENTS}, got {self.auto_augment!r}"),
+            (0 <= self.freeze_epochs < self.epochs,
+             f"--freeze-epochs ({self.freeze_epochs}) must be >= 0 and smaller than --epochs ({self.epochs}); "
+             "to train only the head for the whole run, use --linear-probe"),
+            (self.head_lr is None or self.head_lr > 0, f"--head-lr must be > 0, got {self.head_lr}"),
+            (not (self.freeze_epochs and self.freeze_backbone),
+             "--freeze-epochs unfreezes the backbone after N epochs, --freeze-backbone never does: pass one"),
+            (self.warmup_epochs < self.epochs - self.freeze_epochs,
+             f"--warmup-epochs ({self.warmup_epochs}) must be smaller than the epochs after --freeze-epochs "
+             f"({self.epochs - self.freeze_epochs})"),
         ]
+        if self.linear_probe:
+            checks += [(not value, f"--linear-probe trains only the head on fixed features: {flag} does not apply")
+                       for value, flag in self._probe_conflicts()]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         self.pretrained_value()
         return self
+
+    def _probe_conflicts(self) -> List[Tuple[Any, str]]:
+        """(value, flag) of the options a linear probe cannot honour; a truthy value means it is set."""
+        return [(self.freeze_epochs, "--freeze-epochs"), (self.head_lr, "--head-lr (set the probe's rate with --lr)"),
+                (self.mixup or self.cutmix, "--mixup/--cutmix"), (self.auto_augment, "--auto-augment"),
+                (self.ema, "--ema"), (self.grad_accum > 1, "--grad-accum"), (self.clip_grad, "--clip-grad"),
+                (self.layer_decay != 1.0 or self.head_lr_scale != 1.0, "--layer-decay/--head-lr-scale")]
+
+    def head_epochs(self) -> int:
+        """Epochs that train only the head on cached features: all with --linear-probe, else --freeze-epochs."""
+        return self.epochs if self.linear_probe else self.freeze_epochs
+
+    def head_stage_lr(self) -> Tuple[float, str]:
+        """(peak LR of the head-only epochs, the flag that sets it): --lr for a linear probe; for
+        --freeze-epochs, --head-lr or 5 x --lr (the head/full ratio bench/transfer.py uses)."""
+        if self.linear_probe:
+            return self.lr, "--lr"
+        if self.head_lr:
+            return self.head_lr, "--head-lr"
+        return HEAD_LR_FACTOR * self.lr, "--head-lr (unset: 5 x --lr)"
 
     def pretrained_value(self) -> Union[bool, str]:
         """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path."""

@@ -5,23 +5,30 @@
   file (Keras' transfer-learning rule; pytorch/pytorch#86590 shows the trap of freezing only weights).
 * :func:`lr_scale` is timm's layer decay: the head learns at the base rate (times a head scale),
   ``layer4`` at ``D``, ``layer3`` at ``D**2`` ... the stem at ``D**5``.
-* :func:`extract_features` and :class:`HeadTrainer` train the head on features computed once:
-  the linear probe, and the head-only first stage of ``--freeze-epochs`` (linear probe, then
-  fine-tune: Kumar et al., "Fine-Tuning can Distort Pretrained Features", 2022).
+* :func:`extract_features` and :class:`HeadTrainer` train the head on features computed once;
+  :class:`HeadStage` runs them as ``mindresnet.train``'s linear probe and as the head-only first
+  stage of ``--freeze-epochs`` (linear probe, then fine-tune: Kumar et al., "Fine-Tuning can
+  Distort Pretrained Features", 2022).
 * :class:`EMA` keeps an exponential moving average of the weights for evaluation.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import re
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
 from mindresnet import engine
+from mindresnet.checkpoint import assign_parameters
+from mindresnet.errors import TrainingDiverged
+
+logger = logging.getLogger("mindresnet.finetune")
 
 HEAD_PREFIX = "fc."
 STAGE_IDS = {"layer1": 1, "layer2": 2, "layer3": 3, "layer4": 4}
@@ -99,14 +106,18 @@ class PooledFeatures(nn.Cell):
         return ops.mean(self.net.forward_features(x), (2, 3))
 
 
-def extract_features(net: nn.Cell, dataset) -> Tuple[np.ndarray, np.ndarray]:
+def extract_features(net: nn.Cell, dataset, small_map_gemm: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features of every image of ``dataset`` (BatchNorm in inference mode).
+
+    Args:
+        small_map_gemm: on CPU, switch ``net``'s convolutions to the small-map matrix product in place
+            (see :func:`mindresnet.engine.build_train_step`; not for a net that AMP will rewrite).
 
     Returns:
         (features N x C float32, labels N int32). Pass a dataset without augmentation: the
         features are computed once and reused every epoch.
     """
-    if ms.get_context("device_target") == "CPU":
+    if small_map_gemm and ms.get_context("device_target") == "CPU":
         from mindresnet.models.fast import use_small_map_gemm
 
         use_small_map_gemm(net)
@@ -135,6 +146,8 @@ class HeadTrainer(nn.Cell):
     """Trains the ``fc`` head of ``net`` on cached features, one compiled step per batch.
 
     Its parameters (the head and its optimizer state) are saved and restored like a train step's.
+    Epoch ``e`` visits the features in the order :meth:`epoch_order` gives, the same in every run of
+    this seed, so an interrupted epoch can resume at its step.
 
     Args:
         net: the ResNet whose ``fc`` is trained in place.
@@ -150,27 +163,139 @@ class HeadTrainer(nn.Cell):
         self.optimizer = optimizer
         self.step = nn.TrainOneStepCell(_HeadWithLoss(net.fc, loss_fn), optimizer)
         self.batch_size = int(batch_size)
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.epochs_run = 0
 
     def steps_per_epoch(self, count: int) -> int:
         """Steps of one epoch over ``count`` features (the last smaller batch included)."""
         return -(-count // self.batch_size)
 
+    def epoch_order(self, count: int, epoch: int) -> List[np.ndarray]:
+        """The feature indices of each step of ``epoch``: a shuffle seeded by (seed, epoch), in batches."""
+        order = np.random.default_rng([self.seed, int(epoch)]).permutation(count)
+        return [order[first:first + self.batch_size] for first in range(0, count, self.batch_size)]
+
+    def train_batch(self, features: np.ndarray, labels: np.ndarray) -> float:
+        """One optimizer step on a batch; returns its loss."""
+        return float(self.step(ms.Tensor(features), ms.Tensor(labels)).asnumpy())
+
     def run_epoch(self, features: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
-        """One shuffled pass over the features; returns (mean loss, seconds)."""
+        """One shuffled pass over the features (the next epoch of this trainer); returns (mean loss, seconds)."""
         start = time.perf_counter()
         self.step.set_train(True)
-        order = self.rng.permutation(len(features))
-        losses = []
-        for first in range(0, len(order), self.batch_size):
-            index = order[first:first + self.batch_size]
-            losses.append(float(self.step(ms.Tensor(features[index]), ms.Tensor(labels[index])).asnumpy()))
+        losses = [self.train_batch(features[index], labels[index])
+                  for index in self.epoch_order(len(features), self.epochs_run)]
+        self.epochs_run += 1
         return float(np.mean(losses)), time.perf_counter() - start
 
     def evaluate(self, features: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
         """Top-1, top-5 and loss of the head on cached (eval-mode) features."""
         logits = self.head(ms.Tensor(features)).asnumpy().astype(np.float32)
         return engine.classification_metrics(logits, labels.astype(np.int64))
+
+
+class HeadStage:
+    """Head-only epochs on features computed once: the linear probe, and the first stage of ``--freeze-epochs``.
+
+    The backbone is frozen (:func:`freeze_backbone`); its pooled features of the un-augmented
+    training images are extracted once (eval-mode BatchNorm) and kept in memory, those of the test
+    images at the first evaluation. Each epoch then trains ``net.fc`` on them step by step; a stop
+    signal is honoured after any step and the epoch resumes there. The head's schedule runs over
+    this stage's epochs only; no mixing, EMA, accumulation or clipping applies here.
+
+    One of the two stages of ``mindresnet.train.fit`` (the other is ``train.FullStage``): both
+    offer ``run_epoch``, ``evaluation_weights``, ``evaluate``, ``lr_columns``, ``parameters``,
+    ``restore`` and ``global_step``.
+
+    Args:
+        net: the ResNet (its head trains in place).
+        config: the run's ``TrainConfig`` (optimizer, momentum, weight decay, schedule, batch size,
+            label smoothing, seed, ``--amp``, ``--save-every-steps``).
+        train_pipeline: un-augmented, unshuffled training batches (this rank's shard).
+        test_pipeline: evaluation batches.
+        epochs: epochs of this stage (it starts at epoch 0).
+        peak_lr: the head's peak learning rate; ``lr_flag`` names the flag that set it.
+        warmup_epochs: epochs of linear warm-up of the head's rate.
+        shards: data-parallel ranks (for the images/s figure).
+    """
+
+    name = "head"
+    first_epoch = 0
+
+    def __init__(self, net: nn.Cell, config, train_pipeline, test_pipeline, epochs: int, peak_lr: float,
+                 lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
+        freeze_backbone(net)
+        self.net, self.test_pipeline, self.end_epoch = net, test_pipeline, int(epochs)
+        self.small_map_gemm = config.amp == "O0"  # AMP cannot rewrite the small-map cells (build_train_step)
+        self.save_every_steps, self.lr_hint = config.save_every_steps, f"{lr_flag} (now {peak_lr})"
+        start = time.perf_counter()
+        self.features, self.labels = extract_features(net, train_pipeline, self.small_map_gemm)
+        logger.info("head stage: features of %d training images in %.1f s", len(self.features),
+                    time.perf_counter() - start)
+        self.test_features: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        self.steps_per_epoch = -(-len(self.features) // config.batch_size)
+        self.images_per_epoch = len(self.features) * shards
+        rates = engine.lr_schedule(config.lr_schedule, peak_lr, min(config.min_lr, peak_lr), self.end_epoch,
+                                   self.steps_per_epoch, warmup_epochs)
+        self.optimizer = engine.build_optimizer(net.fc.trainable_params(), config.optimizer, rates, config.momentum,
+                                                config.weight_decay)
+        self.trainer = HeadTrainer(net, self.optimizer, engine.build_loss(config.label_smoothing),
+                                   config.batch_size, config.seed)
+
+    def run_epoch(self, epoch: int, progress, stop, save_last) -> None:
+        """Train ``epoch`` from step ``progress.step`` on, updating ``progress`` (a ``preemption.EpochProgress``)
+        after each step; ``stop.check()`` after each; ``save_last()`` every ``--save-every-steps`` steps."""
+        self.trainer.set_train(True)
+        start = time.perf_counter() - progress.seconds
+        for index in self.trainer.epoch_order(len(self.features), epoch)[progress.step:]:
+            loss = self.trainer.train_batch(self.features[index], self.labels[index])
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss} at epoch {epoch + 1}, step {progress.step + 1} of the head-only epochs: "
+                    f"training diverged. Lower {self.lr_hint}; the best checkpoint so far is untouched.")
+            progress.step += 1
+            progress.loss_sum += loss
+            progress.seconds = time.perf_counter() - start
+            if self.save_every_steps and (epoch * self.steps_per_epoch + progress.step) % self.save_every_steps == 0:
+                save_last()
+            stop.check()
+
+    def evaluation_weights(self) -> ContextManager[None]:
+        """The head stage evaluates the weights it trains."""
+        return contextlib.nullcontext()
+
+    def evaluate(self) -> Dict[str, float]:
+        """Top-1, top-5 and loss on the test features (extracted at the first call)."""
+        if self.test_features is None:
+            self.test_features = extract_features(self.net, self.test_pipeline, self.small_map_gemm)
+        return self.trainer.evaluate(*self.test_features)
+
+    def lr_columns(self) -> Dict[str, float]:
+        """The head's latest learning rate (the stem does not train)."""
+        return lr_columns(self.optimizer, self.net)
+
+    def parameters(self) -> List[ms.Parameter]:
+        """What the last checkpoint holds: the whole network and the head's optimizer state."""
+        params = {param.name: param for param in self.net.get_parameters()}
+        for param in self.trainer.get_parameters():
+            params.setdefault(param.name, param)
+        return list(params.values())
+
+    def restore(self, params: Dict[str, ms.Parameter], epochs_done: int, step: int) -> List[str]:
+        """Load a head-stage last checkpoint's ``params``; continue at ``step`` of epoch ``epochs_done + 1``.
+
+        Returns:
+            The names of this stage's parameters that ``params`` lacks.
+        """
+        missing = assign_parameters(self.trainer, params)
+        self.optimizer.global_step.set_data(
+            ms.Tensor(np.array([epochs_done * self.steps_per_epoch + step], np.int32)))
+        return missing
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps of this stage so far."""
+        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
 
 class EMA(nn.Cell):

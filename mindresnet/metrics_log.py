@@ -7,7 +7,7 @@ from typing import Dict, List
 
 from mindresnet.fileio import atomic_path, save_figure
 
-COLUMNS = ["epoch", "loss", "accuracy", "top5", "eval_loss", "lr", "seconds", "images_per_s"]
+COLUMNS = ["epoch", "loss", "accuracy", "top5", "eval_loss", "lr", "lr_stem", "seconds", "images_per_s"]
 
 
 def read_metrics(path: Path) -> List[Dict[str, float]]:

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -46,7 +46,7 @@ class FitResult:
     best_path: Optional[Path]
     last_path: Path
     epochs_run: int
-    global_step: int
+    global_step: int  # optimizer updates of the last stage run (0 when nothing was left to train)
     history: List[Dict[str, float]] = field(default_factory=list)
 
 
@@ -54,7 +54,7 @@ def build_datasets(config: TrainConfig, dist: DistInfo) -> Tuple[LoadedDataset, 
     """(train split sharded for this rank, eval split) of ``config.dataset``."""
     common = dict(image_size=config.image_size, batch_size=config.batch_size, workers=config.workers)
     train = create_dataset(config.dataset, config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
-                           download=config.download,
+                           download=config.download, auto_augment=config.auto_augment,
                            class_indices_path=Path(config.ckpt_dir) / CLASS_INDICES_FILE if dist.is_main else None,
                            **common)
     return train, create_dataset(config.dataset, config.data_dir, "eval", **common)
@@ -66,8 +66,194 @@ def checkpoint_paths(config: TrainConfig) -> Tuple[Path, Path]:
     return folder / f"{config.arch}-best.ckpt", folder / f"{config.arch}-last.ckpt"
 
 
+def stage_plan(config: TrainConfig) -> List[Tuple[str, int, int]]:
+    """(stage, first epoch, end epoch) of each stage of the run: head-only epochs first
+    (``--linear-probe``: all of them; ``--freeze-epochs N``: N), then every layer."""
+    head = config.head_epochs()
+    return [(name, first, end) for name, first, end in (("head", 0, head), ("full", head, config.epochs))
+            if end > first]
+
+
+class FullStage:
+    """Every trainable layer on the augmented training pipeline: the whole run, or the epochs after
+    ``--freeze-epochs`` (the LR schedule covers this stage's epochs). See :class:`finetune.HeadStage`
+    for the other stage and the interface both offer."""
+
+    name = "full"
+
+    def __init__(self, net, config: TrainConfig, dist: DistInfo, train: LoadedDataset, test: LoadedDataset,
+                 num_classes: int, first_epoch: int):
+        finetune.freeze_backbone(net, config.freeze_backbone)  # unfreezes after a head stage
+        self.net, self.config, self.dist, self.test_ds = net, config, dist, test.pipeline
+        self.first_epoch, self.end_epoch = first_epoch, config.epochs
+        self.train_ds = mix_batches(train.pipeline, num_classes, config.mixup, config.cutmix)
+        steps = self.train_ds.get_dataset_size()
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        if steps < 1:
+            raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set of this rank; "
+                              "lower --batch-size.")
+        self.steps_per_epoch = steps
+        self.images_per_epoch = steps * config.batch_size * dist.shards
+        self.updates_per_epoch = engine.updates_per_epoch(steps, config.grad_accum)
+        rates = engine.lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs - first_epoch,
+                                   self.updates_per_epoch, config.warmup_epochs)
+        self.optimizer = finetune.optimizer_for(net, config, rates)
+        self.ema = finetune.EMA(net, config.ema) if config.ema else None
+        self.train_step = engine.build_train_step(
+            net, engine.build_loss(config.label_smoothing), self.optimizer, config.amp, config.loss_scale,
+            grad_accum=config.grad_accum, clip_grad=config.clip_grad, ema=self.ema, steps_per_epoch=steps)
+
+    def run_epoch(self, epoch: int, progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None]) -> None:
+        """See :func:`run_epoch`."""
+        run_epoch(self.train_step, self.train_ds, self.steps_per_epoch, epoch, self.config, self.dist, progress,
+                  stop, save_last)
+
+    def evaluation_weights(self) -> ContextManager[None]:
+        """With ``--ema``, the averaged weights (evaluated and saved as best); else the raw ones."""
+        return finetune.evaluation_weights(self.ema)
+
+    def evaluate(self) -> Dict[str, float]:
+        """Top-1, top-5 and loss on the test split."""
+        scores = engine.evaluate(self.net, self.test_ds)
+        self.train_step.set_train(True)
+        return scores
+
+    def lr_columns(self) -> Dict[str, float]:
+        """The latest learning rates of the head and, when it trains, the stem."""
+        return finetune.lr_columns(self.optimizer, self.net)
+
+    def parameters(self) -> List[ms.Parameter]:
+        """What the last checkpoint holds: weights, optimizer state, EMA averages, accumulators."""
+        return list(self.train_step.get_parameters())
+
+    def restore(self, params: Dict[str, ms.Parameter], epochs_done: int, step: int) -> List[str]:
+        """Load a full-stage last checkpoint's ``params``; continue at ``step`` of epoch ``epochs_done + 1``.
+
+        Returns:
+            The names of this stage's parameters that ``params`` lacks.
+        """
+        missing = assign_parameters(self.train_step, params)
+        # The LR schedule and the data order continue at the interrupted step.
+        updates = (epochs_done - self.first_epoch) * self.updates_per_epoch + step // self.config.grad_accum
+        self.optimizer.global_step.set_data(ms.Tensor(np.array([updates], np.int32)))
+        if isinstance(self.train_step, engine.ComposedTrainStep):
+            self.train_step.resume_at(step)
+        return missing
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer updates of this stage so far."""
+        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+
+
+def build_stage(name: str, first_epoch: int, net, config: TrainConfig, dist: DistInfo, train: LoadedDataset,
+                test: LoadedDataset, num_classes: int):
+    """The :class:`FullStage` or :class:`finetune.HeadStage` that trains epochs ``first_epoch`` onwards."""
+    if name == "full":
+        return FullStage(net, config, dist, train, test, num_classes, first_epoch)
+    plain = create_dataset(config.dataset, config.data_dir, "train", image_size=config.image_size,
+                           batch_size=config.batch_size, workers=config.workers, augment=False, shuffle=False,
+                           drop_remainder=False, num_shards=dist.shards, shard_id=dist.shard_id)
+    lr, flag = config.head_stage_lr()
+    return finetune.HeadStage(net, config, plain.pipeline, test.pipeline, config.head_epochs(), lr, flag,
+                              warmup_epochs=config.warmup_epochs if config.linear_probe else 0.0, shards=dist.shards)
+
+
+class RunRecord:
+    """What a run writes across its epochs and stages: last, best and top-k checkpoints, metrics.csv,
+    the curves, and the best accuracy so far."""
+
+    def __init__(self, config: TrainConfig, dist: DistInfo, net, meta: CheckpointMeta):
+        self.config, self.dist, self.net, self.meta = config, dist, net, meta
+        self.folder = Path(config.ckpt_dir)
+        self.best_path, self.last_path = checkpoint_paths(config)
+        self.top_k = engine.TopKCheckpoints(self.folder, config.arch, config.keep_best) if config.keep_best else None
+        self.best_accuracy = -1.0
+        self.history: List[Dict[str, float]] = []
+
+    def save_last(self, stage, epochs_done: int, progress: EpochProgress = EpochProgress()) -> None:
+        """Write ``<arch>-last.ckpt``: ``stage``'s state after ``epochs_done`` epochs and ``progress``."""
+        meta = self.meta.replace(stage=stage.name, epoch=epochs_done, best_accuracy=self.best_accuracy,
+                                 step=progress.step, epoch_loss_sum=progress.loss_sum,
+                                 epoch_seconds=progress.seconds)
+        if self.dist.is_main:
+            save_checkpoint(stage.parameters(), self.last_path, meta, keep_backup=True)
+        elif (rank_copy := rank_weights_path(self.last_path, self.dist)) is not None:  # test hook, distributed.py
+            save_checkpoint(stage.parameters(), rank_copy, self.meta.replace(epoch=epochs_done, rank=self.dist.rank))
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether this process evaluates after ``epoch`` (``--eval-every``, and always the last)."""
+        return self.dist.is_main and ((epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.epochs)
+
+    def evaluate(self, stage, epoch: int) -> Dict[str, float]:
+        """Score ``stage``'s evaluation weights after ``epoch``; keep them as best / top-k when they rank."""
+        with stage.evaluation_weights():
+            scores = stage.evaluate()
+            scored = self.meta.replace(stage=stage.name, epoch=epoch + 1, accuracy=scores["accuracy"])
+            if scores["accuracy"] > self.best_accuracy:
+                self.best_accuracy = scores["accuracy"]
+                save_checkpoint(self.net, self.best_path, scored)
+            if self.top_k is not None:
+                self.top_k.offer(scores["accuracy"], lambda path: save_checkpoint(self.net, path, scored))
+        return scores
+
+    def end_epoch(self, stage, epoch: int, row: Dict[str, float]) -> None:
+        """Record ``epoch``'s row; write the last checkpoint, metrics.csv and the curves."""
+        self.history.append(row)
+        self.save_last(stage, epoch + 1)
+        if self.dist.is_main:
+            write_metrics(self.history, self.folder / "metrics.csv")
+            plot_training_curves(self.history, self.folder / "training_curves.png")
+            logger.info("epoch %d/%d (%s) loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, self.config.epochs,
+                        stage.name, row["loss"], f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
+                        row["seconds"], row["images_per_s"])
+
+
+def accuracy_watch(stage, config: TrainConfig, history: List[Dict[str, float]]) -> engine.AccuracyWatch:
+    """Plateau cuts and early stopping for ``stage``: only the run's last stage has them (a head stage
+    before a full one always runs its N epochs). Replays the stage's earlier evaluations of a resumed run."""
+    last = stage.end_epoch == config.epochs
+    watch = engine.AccuracyWatch(stage.optimizer,
+                                 config.plateau_patience if last and config.lr_schedule == "plateau" else None,
+                                 config.early_stop if last else None, config.min_lr)
+    watch.replay(row.get("accuracy", math.nan) for row in history if row["epoch"] > stage.first_epoch)
+    return watch
+
+
+def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgress, stop: StopSignals) -> bool:
+    """Train ``stage`` from ``first_epoch`` (``progress`` into it) to its last epoch; True when it stopped early."""
+    watch = accuracy_watch(stage, record.config, record.history)
+    for epoch in range(first_epoch, stage.end_epoch):
+        stop_early = False
+        try:
+            stage.run_epoch(epoch, progress, stop, lambda: record.save_last(stage, epoch, progress))
+            row = {"epoch": epoch + 1, "loss": progress.loss_sum / stage.steps_per_epoch, **stage.lr_columns(),
+                   "seconds": progress.seconds, "images_per_s": stage.images_per_epoch / progress.seconds}
+            if record.evaluates(epoch):
+                with stop.abortable():
+                    scores = record.evaluate(stage, epoch)
+                row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
+                stop_early = watch.observe(scores["accuracy"])
+        except KeyboardInterrupt:  # Preempted, or Ctrl-C where no handler could be installed
+            record.save_last(stage, epoch, progress)
+            logger.warning("interrupted at epoch %d, step %d: saved %s (continue with --resume)",
+                           epoch + 1, progress.step, record.last_path)
+            raise
+        record.end_epoch(stage, epoch, row)
+        progress = EpochProgress()
+        if stop_early:
+            logger.info("early stop: no better test accuracy in %d evaluations", record.config.early_stop)
+            return True
+    return False
+
+
 def fit(config: TrainConfig) -> FitResult:
     """Train ``config.arch`` on ``config.dataset``; keep the best and the last checkpoint.
+
+    A run has up to two stages (:func:`stage_plan`): head-only epochs on cached features
+    (:class:`finetune.HeadStage`), then every layer (:class:`FullStage`). Checkpoints record the
+    stage; ``--resume`` continues in the stage and at the step where the run stopped.
 
     Returns:
         A FitResult with the best accuracy, checkpoint paths and per-epoch history.
@@ -83,103 +269,47 @@ def fit(config: TrainConfig) -> FitResult:
     dist = init_distributed()
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
-    ckpt_dir = Path(config.ckpt_dir)
     best_path, last_path = checkpoint_paths(config)
     if not config.resume and last_path.exists() and dist.is_main:
         raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume true to continue it, "
                           "or --ckpt-dir <new folder> to start a new run without touching it.")
     train, test = build_datasets(config, dist)
-    train_ds, test_ds, class_names = train.pipeline, test.pipeline, train.class_names
+    class_names = train.class_names
     num_classes = config.num_classes or len(class_names)
     if num_classes != len(class_names):
         raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
                           f"{config.data_dir}. Omit --num-classes to use the dataset's.")
     net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(), stem=config.stem)
-    if config.freeze_backbone:
-        finetune.freeze_backbone(net)
-    train_ds = mix_batches(train_ds, num_classes, config.mixup, config.cutmix)
-    steps_per_epoch = train_ds.get_dataset_size()
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set of this rank; "
-                          "lower --batch-size.")
-    updates_per_epoch = engine.updates_per_epoch(steps_per_epoch, config.grad_accum)
-    rates = engine.lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs, updates_per_epoch,
-                               config.warmup_epochs)
-    optimizer = finetune.optimizer_for(net, config, rates)
-    ema = finetune.EMA(net, config.ema) if config.ema else None
-    train_step = engine.build_train_step(net, engine.build_loss(config.label_smoothing), optimizer, config.amp,
-                                         config.loss_scale, grad_accum=config.grad_accum, clip_grad=config.clip_grad,
-                                         ema=ema, steps_per_epoch=steps_per_epoch)
-    watch = engine.AccuracyWatch(optimizer, config.plateau_patience if config.lr_schedule == "plateau" else None,
-                                 config.early_stop, config.min_lr)
-    top_k = engine.TopKCheckpoints(ckpt_dir, config.arch, config.keep_best) if config.keep_best else None
     meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
                           mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
                           dataset=config.dataset, convention=net.convention, mindresnet=__version__)
-    start_epoch, best_acc, history, progress = 0, -1.0, [], EpochProgress()
+    record = RunRecord(config, dist, net, meta)
+    start_epoch, progress, resumed = 0, EpochProgress(), None
     if config.resume:
-        start_epoch, best_acc, progress = restore(train_step, optimizer, last_path, meta, steps_per_epoch,
-                                                  config.grad_accum)
-        history = [row for row in read_metrics(ckpt_dir / "metrics.csv") if row["epoch"] <= start_epoch]
-        watch.replay(row.get("accuracy", math.nan) for row in history)
+        resumed = read_resume(last_path, meta, config.head_epochs(), net)
+        start_epoch, progress = resumed.meta.epoch, resumed.progress
+        record.best_accuracy = resumed.meta.best_accuracy if resumed.meta.best_accuracy is not None else -1.0
+        record.history = [row for row in read_metrics(record.folder / "metrics.csv") if row["epoch"] <= start_epoch]
     if dist.is_main:
-        save_config(config, ckpt_dir / "config.yaml")
-    global_images = config.batch_size * dist.shards
-    logger.info("training %s on %s (%s): %d epochs x %d steps, global batch %d, rank %d of %d",
-                config.arch, target, config.dataset, config.epochs, steps_per_epoch, global_images,
-                dist.rank, dist.shards)
-
-    def save_last(epochs_done: int, progress: EpochProgress = EpochProgress()) -> None:
-        if dist.is_main:
-            save_checkpoint(train_step.get_parameters(), last_path, meta.replace(
-                epoch=epochs_done, best_accuracy=best_acc, step=progress.step, epoch_loss_sum=progress.loss_sum,
-                epoch_seconds=progress.seconds), keep_backup=True)
-        elif (rank_copy := rank_weights_path(last_path, dist)) is not None:  # test hook, see distributed.py
-            save_checkpoint(train_step.get_parameters(), rank_copy, meta.replace(epoch=epochs_done, rank=dist.rank))
-
+        save_config(config, record.folder / "config.yaml")
+    logger.info("training %s on %s (%s): %s, global batch %d, rank %d of %d", config.arch, target, config.dataset,
+                " + ".join(f"{end - first} {name} epochs" for name, first, end in stage_plan(config)),
+                config.batch_size * dist.shards, dist.rank, dist.shards)
+    stage = None
     with StopSignals(leader=dist.is_main) as stop:
-        for epoch in range(start_epoch, config.epochs):
-            stop_early = False
-            try:
-                run_epoch(train_step, train_ds, steps_per_epoch, epoch, config, dist, progress, stop,
-                          lambda: save_last(epoch, progress))
-                row = {"epoch": epoch + 1, "loss": progress.loss_sum / steps_per_epoch,
-                       **finetune.lr_columns(optimizer, net), "seconds": progress.seconds,
-                       "images_per_s": steps_per_epoch * global_images / progress.seconds}
-                if dist.is_main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                    with stop.abortable(), finetune.evaluation_weights(ema):  # EMA: the averaged weights
-                        scores = engine.evaluate(net, test_ds)
-                        scored = meta.replace(epoch=epoch + 1, accuracy=scores["accuracy"])
-                        if scores["accuracy"] > best_acc:
-                            best_acc = scores["accuracy"]
-                            save_checkpoint(net, best_path, scored)
-                        if top_k is not None:
-                            top_k.offer(scores["accuracy"], lambda path: save_checkpoint(net, path, scored))
-                    train_step.set_train(True)
-                    row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
-                    stop_early = watch.observe(scores["accuracy"])
-            except KeyboardInterrupt:  # Preempted, or Ctrl-C where no handler could be installed
-                save_last(epoch, progress)
-                logger.warning("interrupted at epoch %d, step %d: saved %s (continue with --resume)",
-                               epoch + 1, progress.step, last_path)
-                raise
-            history.append(row)
+        for name, first, end in stage_plan(config):
+            if end <= start_epoch:
+                continue
+            stage = build_stage(name, first, net, config, dist, train, test, num_classes)
+            if resumed is not None and resumed.meta.stage == name:
+                resumed.restore(stage)
+            stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop)
             progress = EpochProgress()
-            save_last(epoch + 1)
-            if dist.is_main:
-                write_metrics(history, ckpt_dir / "metrics.csv")
-                plot_training_curves(history, ckpt_dir / "training_curves.png")
-                logger.info("epoch %d/%d loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, config.epochs,
-                            row["loss"], f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
-                            row["seconds"], row["images_per_s"])
-            if stop_early:
-                logger.info("early stop: no better test accuracy in %d evaluations", config.early_stop)
+            if stopped_early:
                 break
-    return FitResult(best_accuracy=best_acc, best_path=best_path if best_path.exists() else None,
-                     last_path=last_path, epochs_run=len(history) - start_epoch,
-                     global_step=int(optimizer.global_step.asnumpy().reshape(-1)[0]), history=history)
+    return FitResult(best_accuracy=record.best_accuracy, best_path=best_path if best_path.exists() else None,
+                     last_path=last_path, epochs_run=len(record.history) - start_epoch,
+                     global_step=stage.global_step if stage is not None else 0, history=record.history)
 
 
 def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo,
@@ -216,12 +346,36 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
             stop.check()
 
 
-def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_per_epoch: int,
-            grad_accum: int = 1) -> Tuple[int, float, EpochProgress]:
-    """Load ``last_path`` (or its backup) into the train step (``grad_accum`` micro-batches per update).
+@dataclass
+class ResumePoint:
+    """Where a run stopped: the last checkpoint's parameters, metadata and progress in its epoch."""
 
-    Returns:
-        (epochs done, best accuracy so far, progress of the interrupted epoch).
+    params: Dict[str, ms.Parameter]
+    meta: CheckpointMeta
+    progress: EpochProgress
+    path: Path
+
+    def restore(self, stage) -> None:
+        """Load the optimizer state of ``stage`` (the stage that wrote the checkpoint) and its position."""
+        if self.progress.step > stage.steps_per_epoch:
+            raise CheckpointError(f"--resume: {self.path} stopped at step {self.progress.step} of epoch "
+                                  f"{self.meta.epoch + 1}, but this run has {stage.steps_per_epoch} steps per epoch. "
+                                  "Use the same --batch-size and --max-steps-per-epoch, or another --ckpt-dir.")
+        # The LR table and momentum come from this run's config, so a longer --epochs extends the schedule.
+        missing = [name for name in stage.restore(self.params, self.meta.epoch, self.progress.step)
+                   if not name.startswith(SCHEDULE_PARAMS)]
+        if missing:
+            raise CheckpointError(f"--resume: {self.path} lacks {len(missing)} parameters of this run "
+                                  f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")
+        logger.info("resumed from %s at epoch %d, step %d (%s stage)", self.path, self.meta.epoch + 1,
+                    self.progress.step, stage.name)
+
+
+def read_resume(last_path: Path, meta: CheckpointMeta, head_epochs: int, net) -> ResumePoint:
+    """Read ``last_path`` (or its backup), check it fits this run, and load its weights into ``net``.
+
+    A checkpoint of the head stage continues in the head stage, or, written at its last epoch's
+    end, starts the full stage from its weights; one of the full stage continues there.
     """
     params, stored, last_path = read_resume_checkpoint(last_path)
     if stored is None:
@@ -233,25 +387,18 @@ def restore(train_step, optimizer, last_path: Path, meta: CheckpointMeta, steps_
             raise CheckpointError(f"--resume: {last_path} was trained with {key}={getattr(stored, key)!r}, "
                                   f"this run has {key}={getattr(meta, key)!r}. Use the same flags or another "
                                   "--ckpt-dir.")
-    # The LR table and momentum come from this run's config, so a longer --epochs extends the schedule.
-    missing = [name for name in assign_parameters(train_step, params) if not name.startswith(SCHEDULE_PARAMS)]
+    expected = "head" if stored.epoch < head_epochs else "full"
+    head_done = stored.stage == "head" and stored.epoch == head_epochs and stored.step == 0
+    if stored.stage != expected and not head_done:
+        raise CheckpointError(f"--resume: {last_path} was saved in the {stored.stage} stage at epoch {stored.epoch}, "
+                              f"but this run's flags put epoch {stored.epoch + 1} in the {expected} stage. Use the "
+                              "same --linear-probe and --freeze-epochs, or another --ckpt-dir.")
+    missing = assign_parameters(net, params)
     if missing:
-        raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} parameters of this run "
-                              f"({', '.join(missing[:5])}); it was not written by this --arch/--optimizer.")
-    epochs_done = stored.epoch
+        raise CheckpointError(f"--resume: {last_path} lacks {len(missing)} weights of this network "
+                              f"({', '.join(missing[:5])}); it was not written by this --arch.")
     progress = EpochProgress(step=stored.step, loss_sum=stored.epoch_loss_sum, seconds=stored.epoch_seconds)
-    if progress.step > steps_per_epoch:
-        raise CheckpointError(f"--resume: {last_path} stopped at step {progress.step} of epoch {epochs_done + 1}, "
-                              f"but this run has {steps_per_epoch} steps per epoch. Use the same --batch-size and "
-                              "--max-steps-per-epoch, or another --ckpt-dir.")
-    # The LR schedule and the data order continue at the interrupted step.
-    updates_done = epochs_done * engine.updates_per_epoch(steps_per_epoch, grad_accum) + progress.step // grad_accum
-    optimizer.global_step.set_data(ms.Tensor(np.array([updates_done], np.int32)))
-    if isinstance(train_step, engine.ComposedTrainStep):
-        train_step.resume_at(progress.step)
-    logger.info("resumed from %s at epoch %d, step %d", last_path, epochs_done + 1, progress.step)
-    best = stored.best_accuracy if stored.best_accuracy is not None else -1.0
-    return epochs_done, best, progress
+    return ResumePoint(params, stored, progress, last_path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

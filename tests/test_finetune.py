@@ -285,3 +285,190 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     loss = -np.log(probs[np.arange(4), labels.asnumpy()]).mean()
     assert flipped.loss == pytest.approx(loss, rel=1e-4)
     assert flipped.loss != pytest.approx(plain.loss, rel=1e-4)
+
+
+# --- through fit: linear probe, two-stage, auto-augment, top-k and early stop, lr_stem ---------------------------
+
+
+def fit_config(data_dir, ckpt_dir, **overrides):
+    from mindresnet.config import TrainConfig
+
+    values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
+                  epochs=2, batch_size=8, max_steps_per_epoch=2, lr=0.01, optimizer="sgd", workers=1,
+                  lr_schedule="constant", ckpt_dir=str(ckpt_dir))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture
+def pretrained_file(tmp_path):
+    """A resnet18 (cifar stem, 10 classes) .ckpt with non-trivial BatchNorm statistics, as a real pretrained file has."""
+    net = small_resnet(num_classes=10)
+    rng = np.random.default_rng(0)
+    for param in net.get_parameters():
+        if "moving_" in param.name:
+            low = 0.8 if "variance" in param.name else -0.1
+            param.set_data(ms.Tensor(rng.uniform(low, low + 0.4, param.shape).astype(np.float32)))
+    return save_checkpoint(net, tmp_path / "pretrained.ckpt")
+
+
+def file_values(path):
+    return {name: p.asnumpy().copy() for name, p in read_checkpoint(path)[0].items()}
+
+
+def snapshots(monkeypatch):
+    """Record (stage, every network value) at the end of each epoch of fit."""
+    from mindresnet import train
+
+    taken = []
+    real_end_epoch = train.RunRecord.end_epoch
+
+    def end_epoch(record, stage, epoch, row):
+        taken.append((stage.name, values(record.net)))
+        real_end_epoch(record, stage, epoch, row)
+
+    monkeypatch.setattr(train.RunRecord, "end_epoch", end_epoch)
+    return taken
+
+
+def test_linear_probe_through_fit_writes_a_full_model_checkpoint_with_the_pretrained_backbone(
+        tiny_cifar, tmp_path, pretrained_file):
+    from mindresnet.metrics_log import read_metrics
+    from mindresnet.train import fit
+    from mindresnet.trained import load_trained_model
+
+    result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", pretrained=str(pretrained_file), linear_probe=True,
+                            epochs=3, lr=0.05))
+    assert result.best_path is not None and len(result.history) == 3
+    assert result.global_step == 3 * 13  # every epoch: all 100 training features in batches of 8
+    net, meta = load_trained_model(result.best_path)
+    assert meta.stage == "head" and meta.num_classes == 10
+    pretrained = file_values(pretrained_file)
+    trained = values(net)
+    for name, value in pretrained.items():
+        if not name.startswith("fc."):  # weights and BatchNorm statistics exactly the pretrained file's
+            np.testing.assert_array_equal(trained[name], value, err_msg=name)
+    assert not np.allclose(trained["fc.weight"], pretrained["fc.weight"])
+    rows = read_metrics(tmp_path / "ckpt" / "metrics.csv")
+    assert [row["lr"] for row in rows] == pytest.approx([0.05] * 3)
+    assert all(np.isnan(row["lr_stem"]) for row in rows)  # the stem does not train
+    _, last_meta = read_checkpoint(result.last_path)
+    assert (last_meta.stage, last_meta.epoch) == ("head", 3)
+
+
+def test_two_stage_trains_the_head_on_a_frozen_backbone_then_everything(
+        tiny_cifar, tmp_path, pretrained_file, monkeypatch):
+    from mindresnet.metrics_log import read_metrics
+    from mindresnet.train import fit
+
+    taken = snapshots(monkeypatch)
+    result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", pretrained=str(pretrained_file), freeze_epochs=1,
+                            epochs=2, lr=0.01, head_lr=0.03))
+    pretrained = file_values(pretrained_file)
+    (head_stage, after_head), (full_stage, after_full) = taken
+    assert (head_stage, full_stage) == ("head", "full")
+    backbone = [name for name in pretrained if not name.startswith("fc.")]
+    for name in backbone:  # the head epochs leave weights and BatchNorm statistics as the file has them
+        np.testing.assert_array_equal(after_head[name], pretrained[name], err_msg=name)
+    assert not np.allclose(after_head["fc.weight"], pretrained["fc.weight"])
+    for name in ("conv1.weight", "layer1.0.conv1.weight", "norm.moving_mean", "layer4.1.norm2.moving_variance"):
+        assert not np.allclose(after_full[name], after_head[name]), name  # then everything trains
+    assert result.global_step == 2  # the full stage's updates: 1 epoch x 2 steps
+    _, last_meta = read_checkpoint(result.last_path)
+    assert (last_meta.stage, last_meta.epoch) == ("full", 2)
+    header = (tmp_path / "ckpt" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "lr_stem" in header
+    rows = read_metrics(tmp_path / "ckpt" / "metrics.csv")
+    assert rows[0]["lr"] == pytest.approx(0.03) and np.isnan(rows[0]["lr_stem"])  # head stage: --head-lr
+    assert rows[1]["lr"] == pytest.approx(0.01) and rows[1]["lr_stem"] == pytest.approx(0.01)  # full stage: --lr
+
+
+def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, pretrained_file, monkeypatch):
+    from mindresnet import train
+    from mindresnet.errors import CheckpointError
+
+    def run(ckpt, interrupt_at=None, **overrides):
+        config = fit_config(tiny_cifar, ckpt, pretrained=str(pretrained_file), freeze_epochs=2, epochs=3,
+                            max_steps_per_epoch=1, **overrides)
+        real_train_batch = finetune.HeadTrainer.train_batch
+        calls = []
+
+        def train_batch(trainer, features, labels):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                raise KeyboardInterrupt
+            return real_train_batch(trainer, features, labels)
+
+        monkeypatch.setattr(finetune.HeadTrainer, "train_batch", train_batch)
+        return train.fit(config)
+
+    taken = snapshots(monkeypatch)
+    run(tmp_path / "straight")
+    uninterrupted = taken[1][1]  # after the second head epoch
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", interrupt_at=13 + 4)  # the 4th step of the second head epoch
+    _, meta = read_checkpoint(tmp_path / "stopped" / "resnet18-last.ckpt")
+    assert (meta.stage, meta.epoch, meta.step) == ("head", 1, 3)
+    with pytest.raises(CheckpointError, match="saved in the head stage at epoch 1.*--freeze-epochs"):
+        train.fit(fit_config(tiny_cifar, tmp_path / "stopped", pretrained=str(pretrained_file), resume=True,
+                             epochs=3))
+    taken.clear()
+    result = run(tmp_path / "stopped", resume=True)
+    assert [stage for stage, _ in taken] == ["head", "full"] and [r["epoch"] for r in result.history] == [1, 2, 3]
+    for name, value in uninterrupted.items():  # the head epoch continued where it stopped, in the same order
+        np.testing.assert_allclose(taken[0][1][name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert result.global_step == 1
+
+
+def test_auto_augment_changes_the_training_images(tiny_cifar):
+    from conftest import collect
+    from mindresnet.config import TrainConfig
+    from mindresnet.distributed import DistInfo
+    from mindresnet.errors import ConfigError
+    from mindresnet.train import build_datasets
+
+    def first_images(auto_augment):
+        config = fit_config(tiny_cifar, "unused", auto_augment=auto_augment)
+        ds.config.set_seed(5)
+        train, _ = build_datasets(config, DistInfo())
+        return collect(train.pipeline)[0]
+
+    plain = first_images(None)
+    np.testing.assert_array_equal(first_images(None), plain)  # same seed, same crops and flips
+    for name in ("randaugment", "autoaugment"):
+        assert not np.array_equal(first_images(name), plain), name
+    with pytest.raises(ConfigError, match="--auto-augment must be one of"):
+        TrainConfig(auto_augment="trivial").validate()
+
+
+def test_keep_best_and_early_stop_through_fit(tiny_cifar, tmp_path):
+    import json
+
+    from mindresnet.train import fit
+
+    # A frozen backbone and a vanishing LR: the test accuracy cannot improve after the first epoch.
+    result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", epochs=5, max_steps_per_epoch=1, freeze_backbone=True,
+                            lr=1e-9, min_lr=0.0, early_stop=2, keep_best=2))
+    assert result.epochs_run == 3 and len(result.history) == 3  # stopped after 2 evaluations without progress
+    ckpt = tmp_path / "ckpt"
+    ranking = json.loads((ckpt / "resnet18-top.json").read_text())
+    assert len(ranking) == 2 and ranking == sorted(ranking, reverse=True)
+    for rank, score in enumerate(ranking, 1):
+        assert read_checkpoint(ckpt / f"resnet18-top{rank}.ckpt")[1].accuracy == pytest.approx(score)
+    assert not (ckpt / "resnet18-top3.ckpt").exists()
+
+
+def test_stage_options_are_checked():
+    from mindresnet.config import TrainConfig
+    from mindresnet.errors import ConfigError
+
+    for flags, message in ((dict(linear_probe=True, mixup=0.2), "--linear-probe .*--mixup"),
+                           (dict(linear_probe=True, ema=0.99), "--linear-probe .*--ema"),
+                           (dict(linear_probe=True, freeze_epochs=1), "--linear-probe .*--freeze-epochs"),
+                           (dict(freeze_epochs=5), "--freeze-epochs \\(5\\) must be .* smaller than --epochs"),
+                           (dict(freeze_epochs=1, freeze_backbone=True), "--freeze-backbone never does"),
+                           (dict(freeze_epochs=3, warmup_epochs=2), "--warmup-epochs .*after --freeze-epochs")):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(epochs=5, **flags).validate()
+    assert TrainConfig(epochs=5, freeze_epochs=2, lr=0.01).head_stage_lr() == (0.05, "--head-lr (unset: 5 x --lr)")
+    assert TrainConfig(linear_probe=True, lr=0.02).head_stage_lr() == (0.02, "--lr")

@@ -48,6 +48,7 @@ def create_dataset_cifar10(
     shard_id: Optional[int] = None,
     drop_remainder: Optional[bool] = None,
     download: bool = False,
+    auto_augment: Optional[str] = None,
 ) -> Tuple[ds.Dataset, List[str]]:
     """Batched CIFAR-10 pipeline (the tutorial's transforms) and the class names.
 
@@ -66,6 +67,8 @@ def create_dataset_cifar10(
             it to ``<data_dir>/cifar-10-batches-bin`` (``data_dir`` itself when it is named so).
             The archive is cached as ``hub.cache_dir()/datasets/cifar-10-binary.tar.gz``
             (``$MINDRESNET_HOME``), so other data folders extract it without downloading again.
+        auto_augment: with ``augment``, also ``randaugment`` or ``autoaugment`` (the CIFAR-10
+            policy): :func:`~mindresnet.data.transforms.auto_augment_ops`.
 
     Returns:
         ``(dataset, class_names)``: columns ``image`` (float32, N x 3 x size x size, normalised)
@@ -102,7 +105,7 @@ def create_dataset_cifar10(
         reader = "numpy reader (files are not the standard 10000 records)"
     logger.info("CIFAR-10 %s: %d records in %d file(s) of %s, read with %s", usage, sum(sizes), len(files),
                 folder, reader)
-    dataset = map_and_batch(source, cifar10_transforms(augment, int(image_size)), batch_size, drop_remainder,
+    dataset = map_and_batch(source, cifar10_transforms(augment, int(image_size), auto_augment), batch_size, drop_remainder,
                             workers)
     return dataset, class_names
 

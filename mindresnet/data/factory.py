@@ -61,10 +61,12 @@ def create_dataset(name: str, root: PathLike, split: str, *, image_size: int, ba
                    workers: Optional[int] = None, augment: Optional[bool] = None,
                    shuffle: Optional[bool] = None, drop_remainder: Optional[bool] = None,
                    num_shards: Optional[int] = None, shard_id: Optional[int] = None, download: bool = False,
-                   class_indices_path: Optional[PathLike] = None) -> LoadedDataset:
+                   class_indices_path: Optional[PathLike] = None,
+                   auto_augment: Optional[str] = None) -> LoadedDataset:
     """Build the ``split`` (``train`` or ``eval``) pipeline of dataset ``name`` under ``root``.
 
-    Augmentation, shuffling and dropping the last partial batch default to on for ``train`` only.
+    Augmentation, shuffling and dropping the last partial batch default to on for ``train`` only;
+    ``auto_augment`` (``randaugment`` or ``autoaugment``) adds to the augmentation.
     ``download`` applies to datasets that can be downloaded (cifar10); ``class_indices_path`` to
     those that discover their classes (folder: the file is written there).
 
@@ -76,7 +78,7 @@ def create_dataset(name: str, root: PathLike, split: str, *, image_size: int, ba
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     options: Dict[str, Any] = dict(image_size=image_size, batch_size=batch_size, workers=workers, augment=augment,
                                    shuffle=shuffle, drop_remainder=drop_remainder, num_shards=num_shards,
-                                   shard_id=shard_id)
+                                   shard_id=shard_id, auto_augment=auto_augment)
     if kind.downloadable:
         options["download"] = download and split == "train"
     if kind.discovers_classes:

@@ -39,6 +39,7 @@ def create_dataset_folder(
     shard_id: Optional[int] = None,
     drop_remainder: Optional[bool] = None,
     class_indices_path: Optional[Union[str, Path]] = None,
+    auto_augment: Optional[str] = None,
 ) -> Tuple[ds.Dataset, List[str]]:
     """Batched pipeline over ``root/<usage>/<class>/<image>`` with ImageNet normalisation.
 
@@ -55,6 +56,8 @@ def create_dataset_folder(
         shard_id: this rank.
         drop_remainder: drop the last incomplete batch; default True for train only.
         class_indices_path: where to write ``class_indices.json`` (atomically); not written when None.
+        auto_augment: with ``augment``, also ``randaugment`` or ``autoaugment`` (the ImageNet
+            policy): :func:`~mindresnet.data.transforms.auto_augment_ops`.
 
     Returns:
         ``(dataset, class_names)``: columns ``image`` (float32, N x 3 x size x size) and ``label``
@@ -81,7 +84,7 @@ def create_dataset_folder(
     logger.info("image folder %s: %d images in %d classes", root / usage, len(paths), len(class_names))
     source = ds.GeneratorDataset(_FileSource(paths, labels), column_names=["image", "label"], shuffle=shuffle,
                                  num_shards=num_shards, shard_id=shard_id, python_multiprocessing=False)
-    ops = [vision.Decode()] + folder_transforms(augment, int(image_size))
+    ops = [vision.Decode()] + folder_transforms(augment, int(image_size), auto_augment)
     dataset = map_and_batch(source, ops, batch_size, drop_remainder, workers, cast_label=False)
     return dataset, class_names
 
