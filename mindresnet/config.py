@@ -134,6 +134,8 @@ class TrainConfig:
              f"--freeze-epochs ({self.freeze_epochs}) must be >= 0 and smaller than --epochs ({self.epochs}); "
              "to train only the head for the whole run, use --linear-probe"),
             (self.head_lr is None or self.head_lr > 0, f"--head-lr must be > 0, got {self.head_lr}"),
+            (self.head_lr is None or self.freeze_epochs > 0 or self.linear_probe,
+             "--head-lr applies to the head-only epochs of --freeze-epochs N; pass --freeze-epochs too"),
             (not (self.freeze_epochs and self.freeze_backbone),
              "--freeze-epochs unfreezes the backbone after N epochs, --freeze-backbone never does: pass one"),
             (self.warmup_epochs < self.epochs - self.freeze_epochs,

@@ -48,6 +48,8 @@ def test_resnet18_config_is_the_scratch_recipe():
     (["--amp", "O4"], "--amp must be one of"),
     (["--pretrained", "missing.ckpt"], "--pretrained missing.ckpt: no such file"),
     (["--image-size", "16"], "--image-size must be >= 32"),
+    (["--head-lr", "0.1"], "--head-lr applies to the head-only epochs of --freeze-epochs N"),
+    (["--arch", "resnet99"], "--arch 'resnet99' is not one of"),
 ])
 def test_invalid_values_name_the_flag(argv, message):
     with pytest.raises(ConfigError, match=message):
