@@ -24,6 +24,7 @@ from mindresnet.errors import ConfigError
 from mindresnet.fileio import write_text
 from mindresnet.models.registry import VARIANTS, get_variant
 from mindresnet.models.resnet import STEMS
+from mindresnet.runtime import normalize_device
 
 LR_SCHEDULES = ("cosine", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
@@ -148,6 +149,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.device = normalize_device(self.device)
         self.pretrained_value()
         return self
 

@@ -72,13 +72,7 @@ while [[ $# -gt 0 ]]; do
   shift "$SHIFT"
 done
 
-case "${device,,}" in
-  ascend) device=Ascend ;;
-  gpu) device=GPU ;;
-  cpu) device=CPU ;;
-  "") die "--device is required (Ascend, GPU or CPU)" ;;
-  *) die "--device '$device' is not one of Ascend, GPU, CPU" ;;
-esac
+[[ -n "$device" ]] || die "--device is required (Ascend, GPU or CPU)"
 [[ -n "$workers" ]] || die "--workers is required (processes, one per device, on this machine)"
 is_uint "$workers" && ((workers >= 1)) || die "--workers must be a positive integer, got '$workers'"
 is_uint "$nodes" && ((nodes >= 1)) || die "--nodes must be a positive integer, got '$nodes'"
@@ -104,20 +98,21 @@ export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"
 
 train_args+=(--device "$device")
-# Check the training flags once here, not N times in the workers; learn the batch and ckpt dir.
+# Check the training flags once here, not N times in the workers; learn the device, batch and ckpt dir.
 resolved="$("$bin_dir/python" - "${train_args[@]}" <<'EOF'
 import sys
-from mindresnet.config import ConfigError, parse_args
+from mindresnet.config import parse_args
+from mindresnet.errors import MindresnetError
 try:
     config = parse_args(sys.argv[1:])
-except ConfigError as exc:
+except MindresnetError as exc:
     sys.exit(f"error: {exc}")
+print(config.device)
 print(config.batch_size)
 print(config.ckpt_dir)
 EOF
-)" || exit 2
-batch_size="${resolved%%$'\n'*}"
-ckpt_dir="${resolved#*$'\n'}"
+)" || { echo "Run 'bash scripts/run_distribute_train.sh --help' for usage." >&2; exit 2; }
+{ read -r device; read -r batch_size; read -r ckpt_dir; } <<< "$resolved"
 log_dir="$ckpt_dir/logs"
 total=$((workers * nodes))
 first_rank=$((node_rank * workers))
