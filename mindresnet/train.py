@@ -34,7 +34,8 @@ from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
 
-SCHEDULE_PARAMS = ("learning_rate", "momentum")  # prefixes of optimizer entries that the config, not the checkpoint, sets (per-group rates: learning_rate_group_<i>)
+# Prefixes of optimizer entries that the config, not the checkpoint, sets (per-group rates: learning_rate_group_<i>).
+SCHEDULE_PARAMS = ("learning_rate", "momentum")
 RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size")
 
 
@@ -271,7 +272,7 @@ def fit(config: TrainConfig) -> FitResult:
     np.random.seed(config.seed)
     best_path, last_path = checkpoint_paths(config)
     if not config.resume and last_path.exists() and dist.is_main:
-        raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume true to continue it, "
+        raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume to continue it, "
                           "or --ckpt-dir <new folder> to start a new run without touching it.")
     train, test = build_datasets(config, dist)
     class_names = train.class_names

@@ -153,8 +153,8 @@ def build_eval_dataset(meta: CheckpointMeta, data_dir: PathLike, batch_size: int
     Raises:
         DataError: missing or malformed data; classes that differ from the checkpoint's.
     """
-    loaded = create_dataset(dataset or meta.dataset or "cifar10", data_dir, "eval", image_size=meta.image_size, batch_size=batch_size,
-                            workers=workers)
+    loaded = create_dataset(dataset or meta.dataset or "cifar10", data_dir, "eval", image_size=meta.image_size,
+                            batch_size=batch_size, workers=workers)
     names = loaded.class_names
     if len(names) != meta.num_classes:
         raise DataError(f"{data_dir} has {len(names)} classes, the checkpoint {meta.num_classes}. "

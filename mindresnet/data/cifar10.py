@@ -105,8 +105,8 @@ def create_dataset_cifar10(
         reader = "numpy reader (files are not the standard 10000 records)"
     logger.info("CIFAR-10 %s: %d records in %d file(s) of %s, read with %s", usage, sum(sizes), len(files),
                 folder, reader)
-    dataset = map_and_batch(source, cifar10_transforms(augment, int(image_size), auto_augment), batch_size, drop_remainder,
-                            workers)
+    dataset = map_and_batch(source, cifar10_transforms(augment, int(image_size), auto_augment), batch_size,
+                            drop_remainder, workers)
     return dataset, class_names
 
 
