@@ -23,7 +23,7 @@ from conftest import REPO
 
 BIN = Path(sys.executable).parent
 CONSOLE_COMMANDS = {"mindresnet-train": "train", "mindresnet-evaluate": "evaluate", "mindresnet-predict": "predict",
-                    "mindresnet-visualize": "visualize", "mindresnet-export": "export"}
+                    "mindresnet-visualize": "visualize", "mindresnet-export": "export", "mindresnet-convert": "convert"}
 
 
 # --- writes: backups and full disks ----------------------------------------------------------
