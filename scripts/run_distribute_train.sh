@@ -97,9 +97,8 @@ export PATH="$bin_dir:$PATH"
 export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"
 
-train_args+=(--device "$device")
 # Check the training flags once here, not N times in the workers; learn the device, batch and ckpt dir.
-resolved="$("$bin_dir/python" - "${train_args[@]}" <<'EOF'
+resolved="$("$bin_dir/python" - "${train_args[@]}" --device "$device" <<'EOF'
 import sys
 from mindresnet.config import parse_args
 from mindresnet.errors import MindresnetError
@@ -113,6 +112,7 @@ print(config.ckpt_dir)
 EOF
 )" || { echo "Run 'bash scripts/run_distribute_train.sh --help' for usage." >&2; exit 2; }
 { read -r device; read -r batch_size; read -r ckpt_dir; } <<< "$resolved"
+train_args+=(--device "$device")
 log_dir="$ckpt_dir/logs"
 total=$((workers * nodes))
 first_rank=$((node_rank * workers))
