@@ -54,6 +54,10 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
                     meta: Optional[CheckpointMeta] = None, keep_backup: bool = False) -> Path:
     """Write ``params`` (a Cell or parameters) and ``meta`` to ``path`` atomically.
 
+    A network built by :func:`mindresnet.models.create_model` describes itself when no ``meta`` is
+    given (arch, head, stem and padding convention; preprocessing by stem, see
+    :meth:`CheckpointMeta.describe`), so loading the file rebuilds the function it computes.
+
     The file is written under a temporary name in the same folder and renamed, so a crash or
     Ctrl-C never leaves a half-written checkpoint under the final name. With ``keep_backup``, the
     new file is read back before it takes the name, and the previous one stays as
@@ -66,6 +70,8 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
         save_obj: Any = params
     else:
         save_obj = [{"name": p.name, "data": p} for p in params]
+    if meta is None and hasattr(params, "arch"):
+        meta = CheckpointMeta.describe(params.arch, params.fc.out_channels, params.stem, params.convention)
     append = {META_KEY: json.dumps(meta.to_dict())} if meta is not None else None
     verify = read_checkpoint if keep_backup else None
     with atomic_path(path, ".ckpt", keep_backup=keep_backup, verify=verify) as tmp:  # ms appends .ckpt otherwise

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_SIZE, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from mindresnet.errors import CheckpointError
 
 # The padding/BatchNorm convention (mindresnet.models.conventions) of models trained from scratch, and of
@@ -46,6 +47,16 @@ class CheckpointMeta:
     rank: Optional[int] = None  # data-parallel rank that wrote a per-rank copy
     extra: Dict[str, Any] = field(default_factory=dict)  # keys of a newer mindresnet, kept as they are
     class_names_from: Optional[str] = field(default=None, compare=False)
+
+    @classmethod
+    def describe(cls, arch: str, num_classes: int, stem: str = "imagenet", convention: str = DEFAULT_CONVENTION,
+                 image_size: Optional[int] = None) -> "CheckpointMeta":
+        """Metadata of a model known only by how it was built: CIFAR-10's 32x32 input and statistics for
+        the cifar stem (or a size up to 32), ImageNet's 224 and statistics otherwise."""
+        size = int(image_size or (CIFAR10_SIZE if stem == "cifar" else 224))
+        mean, std = (CIFAR10_MEAN, CIFAR10_STD) if size <= CIFAR10_SIZE else (IMAGENET_MEAN, IMAGENET_STD)
+        return cls(arch, int(num_classes), stem=stem, convention=convention, image_size=size, mean=tuple(mean),
+                   std=tuple(std))
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], source: str) -> "CheckpointMeta":

@@ -16,7 +16,7 @@ from mindresnet.checkpoint import read_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data import read_class_indices
 from mindresnet.data.constants import CLASS_INDICES_FILE
-from mindresnet.data.factory import DATASETS, create_dataset
+from mindresnet.data.factory import create_dataset
 from mindresnet.errors import CheckpointError, DataError
 from mindresnet.fileio import PathLike
 from mindresnet.data.imagenet import IMAGENET_CLASSES, imagenet_class_names
@@ -31,8 +31,9 @@ HEAD_WEIGHT = "fc.weight"
 
 
 def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: Optional[int] = None,
-                       stem: Optional[str] = None, image_size: Optional[int] = None,
-                       class_indices: Optional[PathLike] = None) -> Tuple[ResNet, CheckpointMeta]:
+                       stem: Optional[str] = None, convention: Optional[str] = None,
+                       image_size: Optional[int] = None, class_indices: Optional[PathLike] = None
+                       ) -> Tuple[ResNet, CheckpointMeta]:
     """Build the network a checkpoint was trained as and load its weights, in inference mode.
 
     Args:
@@ -40,7 +41,8 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
         arch: model name; required when the checkpoint has no metadata, else must agree with it.
         num_classes: head size; same rule as ``arch``.
         stem: ``imagenet`` or ``cifar``; default: the metadata's, else read off the stem conv.
-            The padding/BatchNorm convention is the metadata's (``mindcv`` for files without it).
+        convention: padding/BatchNorm convention; default: the metadata's, else detected from the
+            parameter names (:func:`mindresnet.models.naming.naming_convention`); same rule as ``arch``.
         image_size: input side used for preprocessing; default: the metadata's (else 32 for the
             cifar stem, 224 for the imagenet stem).
         class_indices: a ``class_indices.json`` whose names win over the metadata's; without
@@ -57,7 +59,7 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
     """
     path = Path(ckpt)
     params, stored = read_checkpoint(path)
-    meta = resolve_metadata(path, params, stored, arch, num_classes, stem, image_size, class_indices)
+    meta = resolve_metadata(path, params, stored, arch, num_classes, stem, convention, image_size, class_indices)
     with _no_random_init():  # every parameter comes from the file: skip the He init (0.6 s, ResNet-50)
         net = create_model(meta.arch, num_classes=meta.num_classes, stem=meta.stem, convention=meta.convention)
     hint = " from its metadata" if stored else " from --arch/--num-classes/--stem"
@@ -80,8 +82,8 @@ def load_trained_model(ckpt: PathLike, arch: Optional[str] = None, num_classes: 
 
 
 def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[CheckpointMeta], arch: Optional[str],
-                     num_classes: Optional[int], stem: Optional[str], image_size: Optional[int],
-                     class_indices: Optional[PathLike]) -> CheckpointMeta:
+                     num_classes: Optional[int], stem: Optional[str], convention: Optional[str],
+                     image_size: Optional[int], class_indices: Optional[PathLike]) -> CheckpointMeta:
     """The file's metadata with the flags applied, or metadata built from the flags for a foreign file.
 
     A flag may fill in what the file lacks, but may not contradict what it stores.
@@ -93,7 +95,7 @@ def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[Checkp
             "and --stem/--image-size if they differ from the defaults.")
     if stored is not None:
         for key, flag, value in (("arch", "--arch", arch), ("num_classes", "--num-classes", num_classes),
-                                 ("stem", "--stem", stem)):
+                                 ("stem", "--stem", stem), ("convention", "--convention", convention)):
             if value is not None and getattr(stored, key) != value:
                 raise CheckpointError(
                     f"{flag} {value} contradicts checkpoint {path}, which was trained with "
@@ -104,11 +106,8 @@ def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[Checkp
         if stem is None:
             conv = params.get(STEM_CONV)
             stem = "cifar" if conv is not None and conv.shape[-1] == 3 else "imagenet"
-        size = image_size or (32 if stem == "cifar" else 224)
-        kind = DATASETS["cifar10" if size <= 32 else "folder"]
-        meta = CheckpointMeta(arch=arch, num_classes=int(num_classes), stem=stem, image_size=size,
-                              mean=tuple(kind.mean), std=tuple(kind.std),
-                              convention=naming_convention(detect_naming(params), params))
+        meta = CheckpointMeta.describe(arch, num_classes, stem,
+                                       convention or naming_convention(detect_naming(params), params), image_size)
     if image_size is not None:
         meta.image_size = int(image_size)
     meta.class_names, meta.class_names_from = _class_names(path, meta, class_indices)

@@ -54,8 +54,10 @@ def other_ckpts(trained_ckpt, tmp_path_factory):
     folder = tmp_path_factory.mktemp("other")
     meta = read_checkpoint(trained_ckpt)[1]
     random10 = create_model("resnet18", 10, stem="cifar")
-    return {"random": save_checkpoint(random10, folder / "random.ckpt", meta),
-            "no_meta": save_checkpoint(random10, folder / "no_meta" / "plain.ckpt"),
+    plain = folder / "no_meta" / "plain.ckpt"  # as MindSpore writes it
+    plain.parent.mkdir()
+    ms.save_checkpoint(random10, str(plain))
+    return {"random": save_checkpoint(random10, folder / "random.ckpt", meta), "no_meta": plain,
             "five": save_checkpoint(create_model("resnet18", 5, stem="cifar"), folder / "five.ckpt", meta)}
 
 
@@ -150,6 +152,14 @@ def test_checkpoint_without_metadata_needs_arch_and_num_classes(other_ckpts, ima
         indices.unlink()
     assert meta.stem == "cifar" and meta.image_size == 32  # read off the stem conv
     assert meta.class_names == [name.upper() for name in CLASS_NAMES]
+    assert net.convention == "tutorial"  # mindresnet's (the tutorial's) names, no metadata: the tutorial's padding
+    net, meta = load_trained_model(plain, arch="resnet18", num_classes=10, convention="mindcv")
+    assert net.convention == meta.convention == "mindcv"
+
+
+def test_convention_flag_may_not_contradict_the_metadata(trained_ckpt, images, capsys):
+    assert_clear_error(capsys, [str(images["exact.png"]), "--ckpt", str(trained_ckpt), "--convention", "torch"],
+                       str(trained_ckpt), "--convention torch", "convention='mindcv'")
 
 
 @pytest.mark.slow

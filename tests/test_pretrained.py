@@ -17,6 +17,7 @@ import mindresnet
 from mindresnet import hub
 from mindresnet.checkpoint import META_KEY, CheckpointError, read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD
 from mindresnet.data.imagenet import imagenet_class_names
 from mindresnet.errors import ConfigError
 from mindresnet.models import VARIANTS, get_weights, pretrained_model
@@ -103,10 +104,22 @@ def test_convention_comes_from_metadata_then_names_and_an_explicit_one_wins(tmp_
     assert mindresnet.resnet18(pretrained=str(old)).convention == "mindcv"
     recorded = save_checkpoint(source_net, tmp_path / "new.ckpt", CheckpointMeta("resnet18", 1000, convention="torch"))
     assert mindresnet.resnet18(pretrained=str(recorded)).convention == "torch"
-    bare = save_checkpoint(source_net, tmp_path / "bare.ckpt")  # the tutorial's names, no metadata
+    bare = tmp_path / "bare.ckpt"  # the tutorial's names, no metadata
+    ms.save_checkpoint(source_net, str(bare))
     assert mindresnet.resnet18(pretrained=str(bare)).convention == "tutorial"
     assert mindresnet.resnet18(pretrained=str(bare), convention="models").convention == "models"
     assert mindresnet.resnet18().convention == "mindcv"
+
+
+def test_a_network_saved_without_metadata_describes_itself(tmp_path):
+    net = mindresnet.resnet18(num_classes=5, stem="cifar", convention="torch")
+    path = save_checkpoint(net, tmp_path / "self.ckpt")
+    stored = read_checkpoint(path)[1]
+    assert (stored.arch, stored.num_classes, stored.stem, stored.convention) == ("resnet18", 5, "cifar", "torch")
+    assert (stored.image_size, stored.mean, stored.std) == (32, CIFAR10_MEAN, CIFAR10_STD)
+    loaded = mindresnet.resnet18(num_classes=5, stem="cifar", pretrained=str(path))
+    assert loaded.convention == "torch"
+    np.testing.assert_array_equal(outputs(loaded), outputs(net))
 
 
 def test_naming_detection():

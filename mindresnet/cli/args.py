@@ -60,7 +60,7 @@ def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] 
     """``--ckpt``, ``--device`` and the overrides for checkpoints without metadata.
 
     ``pretrained``: also offer ``--pretrained`` (published or foreign weights with their own head,
-    instead of ``--ckpt``) and ``--convention``.
+    instead of ``--ckpt``).
     """
     parser.add_argument("--ckpt", default=ckpt_default, required=ckpt_default is None,
                         help="checkpoint written by mindresnet.train" +
@@ -69,14 +69,15 @@ def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] 
         parser.add_argument("--pretrained", metavar="true|TAG|PATH",
                             help="instead of --ckpt: the published ImageNet weights of --arch (true or a tag), "
                                  "or a .ckpt/.pth/.pt/.safetensors file, with its own head and class names")
-        parser.add_argument("--convention", choices=tuple(CONVENTIONS),
-                            help="padding/BatchNorm convention of --pretrained weights (default: detected)")
     parser.add_argument("--device", default="CPU", choices=DEVICES, type=device_name,
                         help="device to run on (default: CPU)")
     group = parser.add_argument_group("model (read from the checkpoint's metadata; needed only without it)")
     group.add_argument("--arch", help="model name, e.g. resnet18")
     group.add_argument("--num-classes", type=positive_int, help="classes of the head")
     group.add_argument("--stem", choices=STEMS, help="stem the model was trained with")
+    group.add_argument("--convention", choices=tuple(CONVENTIONS),
+                       help="padding/BatchNorm convention the weights were trained in "
+                            "(default: detected from the parameter names)")
     group.add_argument("--image-size", type=positive_int, help="input side in pixels")
     group.add_argument("--class-indices", help=f"{CLASS_INDICES_FILE} with the class names "
                                                "(default: metadata, else the file beside --ckpt)")
@@ -107,4 +108,5 @@ def model_from_args(args: argparse.Namespace, mode: str = "graph") -> Tuple[obje
         return pretrained_model(args.arch, True if choice.lower() in TRUE_WORDS else choice,
                                 convention=args.convention)
     return load_trained_model(args.ckpt, arch=args.arch, num_classes=args.num_classes, stem=args.stem,
-                              image_size=args.image_size, class_indices=args.class_indices)
+                              convention=args.convention, image_size=args.image_size,
+                              class_indices=args.class_indices)
