@@ -31,6 +31,7 @@ AMP_LEVELS = ("O0", "O1", "O2", "O3")
 OPTIMIZERS = ("momentum", "sgd", "adamw")
 NONE_WORDS = ("none", "null", "")
 HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
+DEFAULT_HEAD_EPOCHS = 1  # head-only epochs of --pretrained runs when --freeze-epochs is unset
 
 
 def option(default: Any, help_text: str, **kwargs: Any) -> Any:
@@ -40,7 +41,8 @@ def option(default: Any, help_text: str, **kwargs: Any) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Defaults reproduce the MindSpore tutorial: pretrained ResNet-50, CIFAR-10, 5 epochs."""
+    """Defaults reproduce the MindSpore tutorial's job (pretrained ResNet-50, CIFAR-10, 5 epochs), with
+    the head trained alone in the first epoch (``freeze_epochs``)."""
 
     device: str = option("CPU", "Ascend, GPU or CPU")
     arch: str = option("resnet50", "any name of mindresnet.list_models()")
@@ -71,8 +73,10 @@ class TrainConfig:
     freeze_backbone: bool = option(False, "train only the fc head; the backbone's BatchNorm stays in inference mode")
     linear_probe: bool = option(False, "train only the fc head, on backbone features of the un-augmented images "
                                        "computed once (eval-mode BatchNorm); writes normal full-model checkpoints")
-    freeze_epochs: int = option(0, "two-stage fine-tune: the first N of --epochs train only the head as "
-                                   "--linear-probe does, at --head-lr; then every layer, at --lr")
+    freeze_epochs: Optional[int] = option(None, "two-stage fine-tune: the first N of --epochs train only the head "
+                                                "as --linear-probe does, at --head-lr; then every layer, at --lr. "
+                                                "Unset: 1 for --pretrained runs of 2+ epochs that train every "
+                                                "layer (fastai's fine_tune), else 0")
     head_lr: Optional[float] = option(None, "peak LR of the head-only epochs of --freeze-epochs; unset: 5 x --lr")
     layer_decay: float = option(1.0, "LR multiplier per stage away from the head (timm's --layer-decay): "
                                      "layer4 x D, layer3 x D^2, ... stem x D^5")
@@ -98,7 +102,10 @@ class TrainConfig:
     config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
     def validate(self) -> "TrainConfig":
-        """Check values against each other; raise ConfigError naming the flag."""
+        """Fill in the defaults that depend on other flags; check values against each other; raise
+        ConfigError naming the flag."""
+        if self.freeze_epochs is None:
+            self.freeze_epochs = DEFAULT_HEAD_EPOCHS if self._head_first_by_default() else 0
         checks = [
             (self.arch in VARIANTS, f"--arch {self.arch!r} is not one of {', '.join(sorted(VARIANTS))}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
@@ -152,6 +159,13 @@ class TrainConfig:
         self.device = normalize_device(self.device)
         self.pretrained_value()
         return self
+
+    def _head_first_by_default(self) -> bool:
+        """Whether an unset --freeze-epochs means a head epoch first: a --pretrained run that trains
+        every layer and has epochs to spare after it (bench/transfer.py, README "Fine-tuning")."""
+        pretrained = str(self.pretrained).strip().lower() not in FALSE_WORDS + NONE_WORDS
+        return (pretrained and not (self.linear_probe or self.freeze_backbone)
+                and self.warmup_epochs < self.epochs - DEFAULT_HEAD_EPOCHS)
 
     def _probe_conflicts(self) -> List[Tuple[Any, str]]:
         """(value, flag) of the options a linear probe cannot honour; a truthy value means it is set."""

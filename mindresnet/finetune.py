@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import time
 from typing import ContextManager, Dict, Iterator, List, Optional, Tuple
@@ -26,7 +25,6 @@ from mindspore import nn, ops
 
 from mindresnet import engine
 from mindresnet.checkpoint import assign_parameters
-from mindresnet.errors import TrainingDiverged
 
 logger = logging.getLogger("mindresnet.finetune")
 
@@ -249,13 +247,7 @@ class HeadStage:
         start = time.perf_counter() - progress.seconds
         for index in self.trainer.epoch_order(len(self.features), epoch)[progress.step:]:
             loss = self.trainer.train_batch(self.features[index], self.labels[index])
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss} at epoch {epoch + 1}, step {progress.step + 1} of the head-only epochs: "
-                    f"training diverged. Lower {self.lr_hint}; the best checkpoint so far is untouched.")
-            progress.step += 1
-            progress.loss_sum += loss
-            progress.seconds = time.perf_counter() - start
+            progress.count_step(loss, epoch, start, f"Lower {self.lr_hint}", context=" of the head-only epochs")
             if self.save_every_steps and (epoch * self.steps_per_epoch + progress.step) % self.save_every_steps == 0:
                 save_last()
             stop.check()

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
-from mindresnet.errors import CheckpointError
+from mindresnet.errors import CheckpointError, TrainingDiverged
 from mindresnet.fileio import backup_path
 
 logger = logging.getLogger("mindresnet.preemption")
@@ -153,6 +155,20 @@ class EpochProgress:
     step: int = 0
     loss_sum: float = 0.0
     seconds: float = 0.0
+
+    def count_step(self, loss: float, epoch: int, epoch_start: float, remedy: str, context: str = "") -> None:
+        """Add a finished step's ``loss``; the epoch's seconds become those since ``epoch_start`` (``perf_counter``).
+
+        Raises:
+            TrainingDiverged: ``loss`` is NaN or infinite; the message says where (``context`` after
+                the step number) and what to do (``remedy``).
+        """
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {self.step + 1}{context}: "
+                                   f"training diverged. {remedy}; the best checkpoint so far is untouched.")
+        self.step += 1
+        self.loss_sum += loss
+        self.seconds = time.perf_counter() - epoch_start
 
 
 def read_resume_checkpoint(last_path: Path):

@@ -26,7 +26,7 @@ from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.transforms import mix_batches
 from mindresnet.data.factory import LoadedDataset, create_dataset
 from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
-from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
+from mindresnet.errors import CheckpointError, ConfigError
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
 from mindresnet.preemption import EpochProgress, StopSignals, epoch_batches, read_resume_checkpoint
@@ -332,13 +332,7 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
             if progress.step >= steps:
                 break
             loss = float(train_step(images, labels).asnumpy())
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss} at epoch {epoch + 1}, step {progress.step + 1}: training diverged. "
-                    f"Lower --lr (now {config.lr}) or use --amp O0; the best checkpoint so far is untouched.")
-            progress.step += 1
-            progress.loss_sum += loss
-            progress.seconds = time.perf_counter() - start
+            progress.count_step(loss, epoch, start, f"Lower --lr (now {config.lr}) or use --amp O0")
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{progress.step * images_per_step / progress.seconds:.1f}",
                             refresh=False)  # redrawn at the bar's own pace

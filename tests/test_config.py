@@ -16,6 +16,21 @@ def test_defaults_are_the_tutorial_recipe():
         "resnet50", "true", 256, 32, 5)
     assert (config.lr, config.min_lr, config.momentum, config.lr_schedule) == (1e-3, 1e-5, 0.9, "cosine")
     assert config.ckpt_dir == "ckpt" and config.weight_decay == 0.0
+    assert config.freeze_epochs == 1  # the new head trains alone first
+
+
+@pytest.mark.parametrize("argv,head_epochs", [
+    ([], 1),
+    (["--freeze-epochs", "0"], 0),
+    (["--freeze-epochs", "3"], 3),
+    (["--pretrained", "false"], 0),  # nothing to protect from a random head
+    (["--epochs", "1"], 0),
+    (["--freeze-backbone"], 0),
+    (["--linear-probe"], 0),
+    (["--epochs", "3", "--warmup-epochs", "2"], 0),  # the warm-up needs every remaining epoch
+])
+def test_unset_freeze_epochs_means_one_head_epoch_for_pretrained_runs_that_have_room(argv, head_epochs):
+    assert parse_args(argv).freeze_epochs == head_epochs
 
 
 def test_cli_beats_yaml_beats_defaults(tmp_path):
@@ -48,7 +63,7 @@ def test_resnet18_config_is_the_scratch_recipe():
     (["--amp", "O4"], "--amp must be one of"),
     (["--pretrained", "missing.ckpt"], "--pretrained missing.ckpt: no such file"),
     (["--image-size", "16"], "--image-size must be >= 32"),
-    (["--head-lr", "0.1"], "--head-lr applies to the head-only epochs of --freeze-epochs N"),
+    (["--head-lr", "0.1", "--freeze-epochs", "0"], "--head-lr applies to the head-only epochs of --freeze-epochs N"),
     (["--arch", "resnet99"], "--arch 'resnet99' is not one of"),
 ])
 def test_invalid_values_name_the_flag(argv, message):

@@ -16,6 +16,7 @@ import pytest
 
 from mindresnet import distributed
 from mindresnet.distributed import DistInfo, InjectedFailure, fail_if_requested, launched_by_msrun, rank_weights_path
+from mindresnet.metrics_log import read_metrics
 
 from conftest import REPO, write_cifar_bin
 
@@ -217,19 +218,23 @@ def load_params(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_step(real_subset, tmp_path):
+@pytest.mark.parametrize("stages", [[], ["--epochs", "2", "--freeze-epochs", "1"]], ids=["full", "head-then-full"])
+def test_two_workers_train_in_step(real_subset, tmp_path, stages):
     ckpt = tmp_path / "run"
-    result = launch(["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN,
+    result = launch(["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN, *stages,
                      "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)], timeout=400,
                     MINDRESNET_SAVE_RANK_WEIGHTS="1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == ["resnet18-best.ckpt", "resnet18-last.ckpt"]
+    backup = ["resnet18-last.bak.ckpt"] if stages else []  # the first epoch's, kept when the second saved
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == ["resnet18-best.ckpt", *backup, "resnet18-last.ckpt"]
     assert len(list(ckpt.rglob("metrics*.csv"))) == 1 and len(list(ckpt.rglob("*best*.ckpt"))) == 1
     rank0_log = (ckpt / "logs" / "worker_0.log").read_text()
     rank1_log = (ckpt / "logs" / "worker_1.log").read_text()
     assert re.search(r"global batch (\d+), rank 0 of 2", rank0_log).group(1) == str(2 * 16)
     assert "global batch 32, rank 1 of 2" in rank1_log
     assert "best accuracy" in rank0_log and "best accuracy" in rank1_log  # both ranks finished
+    stems = [np.isnan(row["lr_stem"]) for row in read_metrics(ckpt / "metrics.csv")]
+    assert stems == ([True, False] if stages else [False])  # a head-only epoch (the stem rests), then every layer
     rank0 = load_params(ckpt / "resnet18-last.ckpt")
     rank1 = load_params(ckpt / "rank1" / "resnet18-last.rank1.ckpt")
     assert rank0.keys() == rank1.keys()
