@@ -12,6 +12,7 @@ from mindresnet import engine, train
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.config import ConfigError, TrainConfig
+from mindresnet.errors import TrainingDiverged
 from mindresnet.metrics_log import read_metrics
 from mindresnet.models.pretrained import OPTIMIZER_PREFIXES
 
@@ -79,7 +80,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_best_checkpoint(tiny_cifar, tmp_pa
     before = best.read_bytes()
     diverging = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3, resume=True, lr=1e38, min_lr=1e37,
                             max_steps_per_epoch=6)
-    with pytest.raises(train.TrainingDiverged, match="Lower --lr"):
+    with pytest.raises(TrainingDiverged, match="Lower --lr"):
         train.fit(diverging)
     assert best.read_bytes() == before
 
