@@ -256,3 +256,33 @@ def test_a_dead_worker_stops_the_launcher(real_subset, tmp_path):
     assert f"last lines of {ckpt}/logs/worker_1.log" in result.stderr
     assert "InjectedFailure: MINDRESNET_FAIL_RANK=1" in result.stderr
     assert not (ckpt / "resnet18-best.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_saves_the_step_and_resume_finishes(real_subset, tmp_path):
+    import signal
+    import time
+
+    from mindresnet.checkpoint import read_checkpoint
+
+    ckpt = tmp_path / "run"
+    run = ["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN,
+           "--max-steps-per-epoch", "60", "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)]
+    launcher = subprocess.Popen(["bash", str(SCRIPT), *run, "--save-every-steps", "1"], env=launcher_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = ckpt / "resnet18-last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # the first step's save: both ranks are stepping
+    launcher.send_signal(signal.SIGTERM)
+    stdout, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, stdout[-2000:] + stderr[-3000:]
+    assert "continue the run with the same command and --resume" in stderr
+    stopped = read_checkpoint(last)[1]
+    assert (stopped.epoch, stopped.stage) == (0, "full") and 1 <= stopped.step < 60  # mid-epoch, at a step
+    assert f"interrupted at epoch 1, step {stopped.step}: saved" in (ckpt / "logs" / "worker_0.log").read_text()
+    resumed = launch([*run, "--resume"], timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    finished = read_checkpoint(last)[1]
+    assert (finished.epoch, finished.step) == (1, 0)
+    assert f"at epoch 1, step {stopped.step} (full stage)" in (ckpt / "logs" / "worker_0.log").read_text()
