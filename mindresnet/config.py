@@ -163,8 +163,7 @@ class TrainConfig:
     def _head_first_by_default(self) -> bool:
         """Whether an unset --freeze-epochs means a head epoch first: a --pretrained run that trains
         every layer and has epochs to spare after it (bench/transfer.py, README "Fine-tuning")."""
-        pretrained = str(self.pretrained).strip().lower() not in FALSE_WORDS + NONE_WORDS
-        return (pretrained and not (self.linear_probe or self.freeze_backbone)
+        return (self.wants_pretrained() and not (self.linear_probe or self.freeze_backbone)
                 and self.warmup_epochs < self.epochs - DEFAULT_HEAD_EPOCHS)
 
     def _probe_conflicts(self) -> List[Tuple[Any, str]]:
@@ -187,12 +186,16 @@ class TrainConfig:
             return self.head_lr, "--head-lr"
         return HEAD_LR_FACTOR * self.lr, "--head-lr (unset: 5 x --lr)"
 
+    def wants_pretrained(self) -> bool:
+        """Whether ``pretrained`` asks for weights at all (anything but false/none)."""
+        return str(self.pretrained).strip().lower() not in FALSE_WORDS + NONE_WORDS
+
     def pretrained_value(self) -> Union[bool, str]:
         """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path."""
         value = str(self.pretrained).strip()
         if value.lower() in TRUE_WORDS:
             return True
-        if value.lower() in FALSE_WORDS + NONE_WORDS:
+        if not self.wants_pretrained():
             return False
         if os.path.isfile(value):
             return value

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mindresnet import distributed
+from mindresnet.checkpoint import read_checkpoint
 from mindresnet.distributed import DistInfo, InjectedFailure, fail_if_requested, launched_by_msrun, rank_weights_path
 from mindresnet.metrics_log import read_metrics
 
@@ -260,11 +263,6 @@ def test_a_dead_worker_stops_the_launcher(real_subset, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_the_step_and_resume_finishes(real_subset, tmp_path):
-    import signal
-    import time
-
-    from mindresnet.checkpoint import read_checkpoint
-
     ckpt = tmp_path / "run"
     run = ["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN,
            "--max-steps-per-epoch", "60", "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)]
