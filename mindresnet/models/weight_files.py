@@ -1,14 +1,13 @@
 """Reading weights files of every supported format: MindSpore ``.ckpt``, PyTorch ``.pth``/``.pt``, ``.safetensors``.
 
-PyTorch files are read with ``torch.load(..., weights_only=True)`` only: a file that needs full
-unpickling (which can run arbitrary code) is refused. ``.safetensors`` files are read with the
-``safetensors`` package's numpy reader and need no torch. Both packages are optional: they are
-imported only when such a file is read.
+PyTorch files are read without torch by :mod:`mindresnet.models.torch_zip`, which rebuilds tensors
+only: a file whose pickle holds anything else (which could run arbitrary code) is refused.
+``.safetensors`` files are read with the ``safetensors`` package's numpy reader (optional, imported
+only when such a file is read).
 """
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -18,12 +17,12 @@ import mindspore as ms
 from mindresnet.checkpoint import read_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.errors import CheckpointError
+from mindresnet.models.torch_zip import read_torch_file
 
 TORCH_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIX = ".safetensors"
 SUFFIXES = (".ckpt",) + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
 STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
-WEIGHTS_ONLY_REFUSAL = "Unsupported global"  # torch.load(weights_only=True) met code to run
 
 Params = Dict[str, Union[ms.Parameter, ms.Tensor]]
 
@@ -33,7 +32,7 @@ def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Optional[Checkp
 
     Raises:
         CheckpointError: missing, empty or unreadable file, unsupported suffix, a PyTorch file that
-            is not a plain state dict, or the optional reader (torch, safetensors) is not installed.
+            is not a plain state dict, or safetensors is not installed for a ``.safetensors`` file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -64,29 +63,12 @@ def _read_safetensors(path: Path) -> Dict[str, np.ndarray]:
 
 
 def _read_torch(path: Path) -> Dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError:
-        raise CheckpointError(f"Reading the PyTorch file {path} needs torch (pip install torch). Without "
-                              "torch, save the weights as .safetensors and pass that file.") from None
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if WEIGHTS_ONLY_REFUSAL not in str(exc):
-            raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}). The file is "
-                                  "truncated or not a .pth; copy or download it again.") from exc
-        raise CheckpointError(
-            f"Refusing {path}: it is not a plain state dict of tensors, and reading it would need full "
-            "unpickling, which can run arbitrary code. Re-save the weights with "
-            "torch.save(model.state_dict(), ...) or as .safetensors.") from exc
-    except Exception as exc:  # truncated zip, wrong format: torch raises many types
-        raise CheckpointError(f"{path} cannot be read as a PyTorch weights file ({exc}). The file is truncated "
-                              "or not a .pth; copy or download it again.") from exc
+    loaded = read_torch_file(path)
     state = _state_dict(loaded)
     if state is None:
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict of tensors.")
-    return {name: _as_float32(value.detach().cpu().float().numpy()) for name, value in state.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point()}
+    return {name: _as_float32(value) for name, value in state.items()
+            if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)}
 
 
 def _state_dict(loaded: Any) -> Any:
