@@ -65,7 +65,8 @@ def atomic_path(path: PathLike, suffix: str = "", keep_backup: bool = False,
             raise
         raise write_error(path, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the parent may be unwritable or a file: keep the first error
+            tmp.unlink(missing_ok=True)
 
 
 def write_error(path: Path, exc: OSError) -> WriteError:
@@ -74,10 +75,22 @@ def write_error(path: Path, exc: OSError) -> WriteError:
     if exc.errno in NO_SPACE:
         fix = (f"Free space on the disk of {path.parent} (or write to another disk, e.g. --ckpt-dir / "
                "--out), then run again.")
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST) and not path.parent.is_dir():
+        fix = f"{_first_file(path.parent)} is a file, not a folder: choose another output path."
+    elif exc.errno == errno.EISDIR or path.is_dir():
+        fix = f"{path} is a folder: give a file name instead."
     else:
         fix = f"Check that {path.parent} is writable, then run again."
     kept = "the previous file is unchanged" if path.exists() else "nothing was written"
     return WriteError(exc.errno or errno.EIO, f"Could not write {path}: {reason} ({kept}). {fix}")
+
+
+def _first_file(folder: Path) -> Path:
+    """The first component of ``folder`` that exists and is not a folder (``folder`` itself if none)."""
+    for part in reversed((folder, *folder.parents)):
+        if part.exists() and not part.is_dir():
+            return part
+    return folder
 
 
 def _replace_backup(path: Path) -> None:

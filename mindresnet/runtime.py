@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from typing import Optional
 
 import mindspore as ms
 
@@ -12,6 +14,8 @@ from mindresnet.errors import DeviceError
 logger = logging.getLogger(__name__)
 
 DEVICES = ("Ascend", "GPU", "CPU")
+COMPILER_DUMPS = "MS_OM_PATH"  # where MindSpore writes rank_0/om/analyze_fail.ir when a graph fails to compile
+_USER_DUMPS = os.environ.get(COMPILER_DUMPS)
 
 
 def cpu_count() -> int:
@@ -30,13 +34,16 @@ def normalize_device(device: str) -> str:
     raise DeviceError(f"--device {device!r} is not one of {', '.join(DEVICES)}.")
 
 
-def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None = None) -> str:
+def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None = None,
+                  dump_dir: Optional[str] = None) -> str:
     """Set MindSpore's mode and device target; on CPU, use as many kernel threads as there are cores.
 
     Args:
         device: ``Ascend``, ``GPU`` or ``CPU``.
         mode: ``graph`` (default, compiled) or ``pynative``.
         threads: CPU kernel threads; defaults to :func:`cpu_count`.
+        dump_dir: where MindSpore's compile-failure reports (``rank_0/om/analyze_fail.ir``) go instead
+            of the working directory; default: ``$MS_OM_PATH`` if set, else ``<tmp>/mindresnet-ir``.
 
     Returns:
         The device target MindSpore runs on.
@@ -45,6 +52,7 @@ def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None 
         DeviceError: the device is unknown, or this MindSpore install cannot use it.
     """
     target = normalize_device(device)
+    os.environ[COMPILER_DUMPS] = _USER_DUMPS or str(dump_dir or os.path.join(tempfile.gettempdir(), "mindresnet-ir"))
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     try:
         ms.set_device(target)

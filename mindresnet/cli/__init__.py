@@ -1,18 +1,22 @@
 """The command-line layer: every ``python -m mindresnet.<tool>`` runs through :func:`run_cli`.
 
-A :class:`~mindresnet.errors.MindresnetError` is printed as ``error: ...`` with exit code 1, Ctrl-C
-ends with 130 and SIGTERM during training with 143 (:mod:`mindresnet.preemption`); any other
-exception is a bug and keeps its traceback. Shared flags and value
-parsers live in :mod:`mindresnet.cli.args`.
+A :class:`~mindresnet.errors.MindresnetError` is printed as ``error: ...`` with exit code 1; Ctrl-C
+ends with one line and 130, SIGTERM with one line and 143 (training saves its step first, see
+:mod:`mindresnet.preemption`); any other exception is a bug and keeps its traceback. Shared flags
+and value parsers live in :mod:`mindresnet.cli.args`.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 
 from mindresnet.errors import MindresnetError
+from mindresnet.interrupts import interrupted
+from mindresnet.preemption import Preempted
 
 EXIT_USER_ERROR = 1
 EXIT_BAD_FLAGS = 2  # argparse's own
@@ -27,7 +31,22 @@ def run_guarded(action: Callable[[], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:  # preemption.Preempted carries 143 for SIGTERM
-        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
+        return _stopped(getattr(exc, "signum", signal.SIGINT))
+    except Exception:
+        if interrupted():  # MindSpore breaks off a graph compile with an error of its own
+            return _stopped(signal.SIGINT)
+        raise
+
+
+def _stopped(signum: int) -> int:
+    """Say which signal stopped the tool; its exit code, 128 + the signal."""
+    name = signal.Signals(signum).name
+    print(f"stopped by {name}{' (Ctrl-C)' if signum == signal.SIGINT else ''}", file=sys.stderr)
+    return 128 + signum
+
+
+def _raise_preempted(signum: int, frame) -> None:
+    raise Preempted(signum)
 
 
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
@@ -42,4 +61,10 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error (or --help)
         return int(exc.code or 0)
-    return run_guarded(lambda: run(args))
+    if threading.current_thread() is not threading.main_thread():
+        return run_guarded(lambda: run(args))
+    previous = signal.signal(signal.SIGTERM, _raise_preempted)
+    try:
+        return run_guarded(lambda: run(args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
