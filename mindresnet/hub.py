@@ -3,7 +3,8 @@
 Every URL goes through :func:`resolve_url`, so ``MINDRESNET_MIRROR`` redirects all of them,
 and every file lands through :func:`fetch`: downloaded with the PyPI package ``download``
 into a temporary name beside its destination, checked, then renamed. A partial or empty
-file never takes the destination's name.
+file never takes the destination's name. A file whose publisher gives no SHA-256 is trusted on
+first use: its SHA-256 is recorded beside it (``<file>.sha256``) and checked at every later use.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 from mindresnet.errors import DownloadError
+from mindresnet.fileio import write_text
 
 MIRROR_ENV = "MINDRESNET_MIRROR"
 HOME_ENV = "MINDRESNET_HOME"
@@ -87,7 +89,9 @@ def fetch(
         url: original URL; ``$MINDRESNET_MIRROR`` is applied here.
         dest: final path of the file.
         sha256: expected hex digest, or its leading digits (at least 8, as MindCV and
-            torchvision put in their file names), checked when given.
+            torchvision put in their file names), checked when given. Without it, the digest
+            of the first download (or of a file found in place) is recorded in ``<dest>.sha256``
+            and later uses, and later downloads, must match it.
         verify: extra check that raises on a bad file (e.g. "loads as a checkpoint").
         progressbar: show a progress bar while downloading.
 
@@ -98,7 +102,7 @@ def fetch(
     real_url = resolve_url(url)
     with file_lock(dest):
         if dest.exists():
-            _check(dest, real_url, sha256, verify)
+            _check(dest, real_url, sha256, verify, dest)
             return dest
         workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
         try:
@@ -113,14 +117,21 @@ def fetch(
                 raise DownloadError(
                     f"Could not download {source}: {failure_reason(exc)}. {offline_hint(url, dest)}"
                 ) from exc
-            _check(partial, real_url, sha256, verify)
+            _check(partial, real_url, sha256, verify, dest)
             os.replace(partial, dest)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return dest
 
 
-def _check(path: Path, url: str, sha256: Optional[str], verify: Optional[Callable[[Path], None]]) -> None:
+def recorded_sha256_path(dest: Path) -> Path:
+    """Where the SHA-256 of a file without a published one is recorded at its first use."""
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _check(path: Path, url: str, sha256: Optional[str], verify: Optional[Callable[[Path], None]],
+           dest: Path) -> None:
+    """Raise DownloadError unless ``path`` (``dest`` or its download) is whole and the expected file."""
     if not path.is_file() or path.stat().st_size == 0:
         raise DownloadError(f"{path} is empty (a failed download from {url}). Delete it and retry.")
     if sha256 and not sha256_of(path).startswith(sha256.lower()):
@@ -128,8 +139,19 @@ def _check(path: Path, url: str, sha256: Optional[str], verify: Optional[Callabl
             f"{path} does not match the published SHA-256 {sha256} of {url}: the file is "
             "partial or altered. Delete it and retry."
         )
+    record = recorded_sha256_path(dest)
+    digest = None if sha256 else sha256_of(path)
+    if digest and record.is_file():
+        recorded = record.read_text().strip()
+        if digest != recorded:
+            fix = (f"Delete {dest} to download it again." if path == dest else
+                   f"If its publisher replaced the file, delete {record} to trust the new one.")
+            raise DownloadError(f"{path} (from {url}) does not match the SHA-256 recorded at the first download of "
+                                f"{dest.name} ({recorded}, in {record}): the file is partial or altered. {fix}")
     if verify is not None:
         try:
             verify(path)
         except Exception as exc:
             raise DownloadError(f"{path} (from {url}) failed its check: {exc}. Delete it and retry.") from exc
+    if digest and not record.is_file():
+        write_text(record, digest + "\n")
