@@ -50,12 +50,12 @@ def write_inputs(folder: Path, arch: str, torch_python: str) -> Dict[str, Path]:
     sys.path.insert(0, str(REPO))
     from mindresnet import __version__
     from mindresnet.checkpoint_meta import CheckpointMeta
-    from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
+    from mindresnet.data import cifar10_preprocess
     from mindresnet.models import create_model
 
     ms.set_seed(0)
-    meta = CheckpointMeta(arch=arch, num_classes=10, stem="imagenet", image_size=32, mean=CIFAR10_MEAN,
-                          std=CIFAR10_STD, class_names=CLASS_NAMES, dataset="cifar10", mindresnet=__version__)
+    meta = CheckpointMeta(arch=arch, num_classes=10, stem="imagenet", preprocess=cifar10_preprocess(32),
+                          class_names=CLASS_NAMES, dataset="cifar10", mindresnet=__version__)
     net = create_model(arch, num_classes=10, stem="imagenet")
     ckpt, torch_ckpt = save_both_sides(net, meta, folder, torch_python)
     image = folder / "image.png"

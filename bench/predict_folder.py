@@ -49,7 +49,7 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> Dict[str, Path]:
     sys.path.insert(0, str(REPO))
     from mindresnet import __version__
     from mindresnet.checkpoint_meta import CheckpointMeta
-    from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
+    from mindresnet.data import cifar10_preprocess
     from mindresnet.models import create_model
 
     rng = np.random.default_rng(0)
@@ -61,8 +61,8 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> Dict[str, Path]:
         Image.fromarray(pixels).save(sub / f"{index:05d}.jpg", quality=90)
     ms.set_seed(0)
     net = create_model(args.arch, num_classes=10, stem=args.stem)
-    meta = CheckpointMeta(arch=args.arch, num_classes=10, stem=args.stem, image_size=args.image_size,
-                          mean=CIFAR10_MEAN, std=CIFAR10_STD, class_names=CLASS_NAMES, dataset="cifar10",
+    meta = CheckpointMeta(arch=args.arch, num_classes=10, stem=args.stem,
+                          preprocess=cifar10_preprocess(args.image_size), class_names=CLASS_NAMES, dataset="cifar10",
                           mindresnet=__version__)
     ckpt, torch_ckpt = save_both_sides(net, meta, folder, args.torch_python)
     return {"images": images, "ckpt": ckpt, "torch_ckpt": torch_ckpt}

@@ -23,6 +23,7 @@ from mindresnet.errors import ExportError
 from mindresnet.fileio import PathLike, atomic_path
 from mindresnet.cli import run_cli
 from mindresnet.cli.args import DEFAULT_CKPT, add_model_args, model_from_args
+from mindresnet.kernels import use_native_kernels
 
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 ASCEND_ONLY = ("AIR",)
@@ -34,7 +35,7 @@ def export_model(net, out: PathLike, file_format: str = "MINDIR", batch_size: in
     """Export ``net`` with an input of ``batch_size`` x 3 x ``image_size`` x ``image_size``.
 
     Args:
-        net: the network (switched to inference mode).
+        net: the network (switched to inference mode and to MindSpore's own convolution kernels).
         out: output file; the format's extension is added when missing.
         file_format: ``MINDIR``, ``ONNX`` or ``AIR``.
         batch_size: batch dimension of the exported input.
@@ -64,6 +65,7 @@ def export_model(net, out: PathLike, file_format: str = "MINDIR", batch_size: in
     if batch_size < 1 or image_size < 1:
         raise ExportError(f"--batch-size and the image size must be >= 1, got {batch_size} and {image_size}.")
     net.set_train(False)
+    use_native_kernels(net)  # the file holds MindSpore's own Conv2D, whatever runs on this CPU
     if dynamic_batch:
         example = ms.Tensor(shape=[None, 3, image_size, image_size], dtype=ms.float32)
     else:
@@ -120,15 +122,9 @@ def input_name(net) -> str:
 
 def deployment_contract(net, meta: CheckpointMeta, batch_size: int = 1, dynamic_batch: bool = False) -> str:
     """What a deployer must feed the exported model and what comes out, one fact per line."""
-    from mindresnet.data.constants import CIFAR10_SIZE
-    from mindresnet.data.transforms import RESIZE_RATIO
-
-    size = meta.image_size
+    preprocess = meta.preprocess
+    size = preprocess.size
     batch = "N" if dynamic_batch else str(batch_size)
-    if size > CIFAR10_SIZE:
-        resize = f"shorter side to {int(size * RESIZE_RATIO)} px (bilinear), then centre crop {size}x{size}"
-    else:
-        resize = f"straight to {size}x{size} (bilinear)"
     names = meta.class_names
     source = {"metadata": "the checkpoint's metadata", None: "nowhere (generic class_<i> names)"}.get(
         meta.class_names_from, meta.class_names_from)
@@ -136,10 +132,10 @@ def deployment_contract(net, meta: CheckpointMeta, batch_size: int = 1, dynamic_
     return "\n".join([
         f"  input    {input_name(net)}: float32 [{batch}, 3, {size}, {size}] (NCHW, RGB)"
         + (", N any batch size" if dynamic_batch else ""),
-        f"  resize   {resize}",
+        f"  resize   {preprocess.describe()}",
         "  scale    pixel / 255 (0-1), then (value - mean) / std per channel",
-        f"  mean     {', '.join(f'{value:g}' for value in meta.mean)}",
-        f"  std      {', '.join(f'{value:g}' for value in meta.std)}",
+        f"  mean     {', '.join(f'{value:g}' for value in preprocess.mean)}",
+        f"  std      {', '.join(f'{value:g}' for value in preprocess.std)}",
         f"  output   float32 [{batch}, {meta.num_classes}] logits (softmax gives probabilities)",
         f"  classes  from {source}: {shown}",
     ])
@@ -163,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     check_format(args.format, args.device, args.dynamic_batch)  # before the seconds spent loading the model
     net, meta = model_from_args(args)
     out = export_model(net, args.out or default_output(args.ckpt, args.format), args.format, args.batch_size,
-                       meta.image_size, device=args.device, dynamic_batch=args.dynamic_batch)
+                       meta.preprocess.size, device=args.device, dynamic_batch=args.dynamic_batch)
     print(f"exported {meta.arch} ({args.format}) to {out}")
     print(deployment_contract(net, meta, args.batch_size, args.dynamic_batch))
     return 0

@@ -2,8 +2,8 @@
 
 ``python -m mindresnet.predict cat.jpg photos/ --ckpt ckpt/resnet50-best.ckpt`` takes files and
 folders (searched recursively; a file counts as an image when PIL recognises its content, whatever
-its name), preprocesses each image exactly as the model was trained (metadata image_size, mean,
-std; RGBA, grayscale and palette images are converted to RGB), runs ``--batch-size`` images per
+its name), preprocesses each image as evaluation does (the checkpoint's
+:class:`~mindresnet.data.preprocess.Preprocess`; RGBA, grayscale and palette images are converted to RGB), runs ``--batch-size`` images per
 forward pass and prints the top-k classes, most likely first; ``--csv FILE`` and ``--json`` give
 one row per image. Files in folders that are not images are listed as skipped. An image that
 cannot be decoded is reported and the others are still predicted; the exit code is then 3.
@@ -116,11 +116,8 @@ def _decode(path: Path):
 
 
 def preprocess_files(paths: Sequence[PathLike], meta: CheckpointMeta) -> np.ndarray:
-    """Load ``paths`` and turn them into a normalised N x 3 x S x S float32 batch as in training."""
-    from mindresnet.data import preprocess_image
-
-    return np.stack([preprocess_image(load_image(path), meta.image_size, meta.mean, meta.std)
-                     for path in paths])
+    """Load ``paths`` and turn them into a normalised N x 3 x S x S float32 batch by ``meta.preprocess``."""
+    return np.stack([meta.preprocess.apply(load_image(path)) for path in paths])
 
 
 def iter_predictions(net, meta: CheckpointMeta, paths: Sequence[PathLike], topk: Optional[int] = 5,
@@ -129,7 +126,7 @@ def iter_predictions(net, meta: CheckpointMeta, paths: Sequence[PathLike], topk:
 
     Args:
         net: the network from :func:`mindresnet.trained.load_trained_model`.
-        meta: its metadata (image_size, mean, std, class_names).
+        meta: its metadata (preprocess, class_names).
         paths: image files.
         topk: classes to keep per image, most likely first; None or 0 keeps all.
         batch_size: images per forward pass.
@@ -139,7 +136,6 @@ def iter_predictions(net, meta: CheckpointMeta, paths: Sequence[PathLike], topk:
         ``{"path", "error"}`` for an image that cannot be decoded (the others are still predicted).
     """
     import mindspore as ms
-    from mindresnet.data import preprocess_image
 
     names = meta.class_names
     keep = len(names) if not topk else min(int(topk), len(names))
@@ -154,7 +150,7 @@ def iter_predictions(net, meta: CheckpointMeta, paths: Sequence[PathLike], topk:
                 rows.append({"path": str(path), "error": f"not a readable image ({exc})"})
                 continue
             with image:
-                arrays.append(preprocess_image(image, meta.image_size, meta.mean, meta.std))
+                arrays.append(meta.preprocess.apply(image))
             rows.append({"path": str(path)})
         probs = iter(engine.softmax(net(ms.Tensor(np.stack(arrays))).asnumpy()) if arrays else [])
         for row in rows:

@@ -109,7 +109,7 @@ def resolve_metadata(path: Path, params: Dict[str, Any], stored: Optional[Checkp
         meta = CheckpointMeta.describe(arch, num_classes, stem,
                                        convention or naming_convention(detect_naming(params), params), image_size)
     if image_size is not None:
-        meta.image_size = int(image_size)
+        meta.preprocess = meta.preprocess.with_size(image_size)
     meta.class_names, meta.class_names_from = _class_names(path, meta, class_indices)
     return meta
 
@@ -137,7 +137,8 @@ def _class_names(path: Path, meta: CheckpointMeta, class_indices: Optional[PathL
 
 def build_eval_dataset(meta: CheckpointMeta, data_dir: PathLike, batch_size: int,
                        workers: Optional[int] = None, dataset: Optional[str] = None):
-    """The held-out split the checkpoint's metadata points at, in file order (no shuffle, no augmentation).
+    """The held-out split the checkpoint's metadata points at, in file order (no shuffle, no augmentation),
+    preprocessed by the checkpoint's :class:`~mindresnet.data.preprocess.Preprocess`.
 
     Args:
         meta: from :func:`load_trained_model`.
@@ -152,7 +153,7 @@ def build_eval_dataset(meta: CheckpointMeta, data_dir: PathLike, batch_size: int
     Raises:
         DataError: missing or malformed data; classes that differ from the checkpoint's.
     """
-    loaded = create_dataset(dataset or meta.dataset or "cifar10", data_dir, "eval", image_size=meta.image_size,
+    loaded = create_dataset(dataset or meta.dataset or "cifar10", data_dir, "eval", preprocess=meta.preprocess,
                             batch_size=batch_size, workers=workers)
     names = loaded.class_names
     if len(names) != meta.num_classes:

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, class_names = build_eval_dataset(meta, args.data_dir, min(args.batch_size, args.num), args.workers,
                                               args.dataset)
     images, labels = first_batch(dataset, args.num)
-    tiles = plot_predictions(net, images, labels, class_names, meta.mean, meta.std, Path(args.out),
+    tiles = plot_predictions(net, images, labels, class_names, meta.preprocess.mean, meta.preprocess.std, Path(args.out),
                              show=args.show)
     right = sum(tile.correct for tile in tiles)
     print(f"{right}/{len(tiles)} right; saved {args.out}")

@@ -9,6 +9,7 @@ import pytest
 
 from mindresnet.checkpoint import META_KEY, read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import DEFAULT_CONVENTION, CheckpointMeta
+from mindresnet.data.preprocess import cifar10_preprocess
 from mindresnet.errors import CheckpointError
 from mindresnet.models import create_model
 from mindresnet.trained import load_trained_model
@@ -22,7 +23,8 @@ PRE_META_BEST = {"arch": "resnet18", "num_classes": 10, "stem": "cifar", "image_
 
 
 def test_round_trip_through_a_checkpoint(tmp_path):
-    meta = CheckpointMeta(arch="resnet18", num_classes=10, stem="cifar", image_size=32, class_names=CLASS_NAMES,
+    meta = CheckpointMeta(arch="resnet18", num_classes=10, stem="cifar", preprocess=cifar10_preprocess(),
+                          class_names=CLASS_NAMES,
                           dataset="cifar10", epoch=2, best_accuracy=0.5, extra={"future_key": [1, 2]})
     path = save_checkpoint(ms.nn.Dense(3, 2), tmp_path / "m.ckpt", meta)
     _, stored = read_checkpoint(path)

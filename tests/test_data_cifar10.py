@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import CLASS_NAMES, collect, write_cifar_bin
 from mindresnet import hub
 from mindresnet.data import (CIFAR10_MEAN, CIFAR10_STD, RECORD_BYTES, DataError, create_dataset_cifar10,
-                             preprocess_image)
+                             cifar10_preprocess)
 from mindresnet.data.transforms import resolve_workers
 from mindresnet.runtime import cpu_count
 
@@ -46,7 +46,7 @@ def test_real_subset_through_parent_folder_and_numpy_reader_logged(real_subset, 
 
 # --- transforms ----------------------------------------------------------------------------------
 
-def test_test_pipeline_is_normalised_raw_pixels_and_matches_preprocess_image(tiny_cifar):
+def test_test_pipeline_is_normalised_raw_pixels_and_matches_preprocess_apply(tiny_cifar):
     dataset, _ = create_dataset_cifar10(tiny_cifar, usage="test", batch_size=8)
     images, labels = collect(dataset)
     raw = np.fromfile(tiny_cifar / "test_batch.bin", np.uint8).reshape(-1, RECORD_BYTES)
@@ -55,7 +55,7 @@ def test_test_pipeline_is_normalised_raw_pixels_and_matches_preprocess_image(tin
     np.testing.assert_allclose(images, expected, atol=1e-5)
     np.testing.assert_array_equal(labels, raw[:, 0])
     pil = Image.fromarray(raw[3, 1:].reshape(3, 32, 32).transpose(1, 2, 0))
-    np.testing.assert_allclose(preprocess_image(pil, 32, CIFAR10_MEAN, CIFAR10_STD), images[3], atol=1e-6)
+    np.testing.assert_allclose(cifar10_preprocess(32).apply(pil), images[3], atol=1e-6)
 
 
 def test_train_pipeline_augments_and_resizes(tiny_cifar):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mindresnet.data.constants import CIFAR10_MEAN, IMAGENET_STD
+from mindresnet.data.constants import CIFAR10_MEAN
+from mindresnet.data.preprocess import cifar10_preprocess, imagenet_preprocess
 from mindresnet.data.factory import DATASETS, create_dataset
 from mindresnet.errors import ConfigError
 
@@ -14,7 +15,7 @@ def test_cifar10_splits_and_normalisation(tiny_cifar):
     train = create_dataset("cifar10", tiny_cifar, "train", image_size=32, batch_size=10, shuffle=False)
     held_out = create_dataset("cifar10", tiny_cifar, "eval", image_size=32, batch_size=10)
     assert train.class_names == held_out.class_names == CLASS_NAMES
-    assert tuple(train.mean) == CIFAR10_MEAN
+    assert train.preprocess == cifar10_preprocess(32) and train.preprocess.mean == CIFAR10_MEAN
     assert collect(train.pipeline)[0].shape[0] == 100 and collect(held_out.pipeline)[0].shape[0] == 20
 
 
@@ -30,7 +31,7 @@ def test_folder_writes_its_class_indices(tmp_path):
     indices = tmp_path / "class_indices.json"
     train = create_dataset("folder", tmp_path / "root", "train", image_size=32, batch_size=2,
                            class_indices_path=indices)
-    assert train.class_names == ["cat", "dog"] and tuple(train.std) == IMAGENET_STD
+    assert train.class_names == ["cat", "dog"] and train.preprocess == imagenet_preprocess(32)
     assert indices.is_file()
     held_out = create_dataset("folder", tmp_path / "root", "eval", image_size=32, batch_size=2)
     assert collect(held_out.pipeline)[1].tolist() == [0, 0, 1, 1]

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mindresnet.data import (IMAGENET_MEAN, IMAGENET_STD, DataError, create_dataset_folder, preprocess_image,
-                             read_class_indices)
+from mindresnet.data import DataError, create_dataset_folder, imagenet_preprocess, read_class_indices
 
 from conftest import collect
 
@@ -56,20 +55,20 @@ def test_val_split_labels_follow_class_folders(image_root):
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
 
 
-def test_preprocess_image_matches_val_pipeline(image_root):
+def test_preprocess_apply_matches_val_pipeline(image_root):
     dataset, _ = create_dataset_folder(image_root, usage="val", image_size=64, batch_size=6)
     images, _ = collect(dataset)
     with Image.open(image_root / "val" / "cat" / "val_1.png") as pil:  # index 3: bird x2, then cat
-        single = preprocess_image(pil, 64, IMAGENET_MEAN, IMAGENET_STD)
+        single = imagenet_preprocess(64).apply(pil)
     assert single.shape == (3, 64, 64) and single.dtype == np.float32
     np.testing.assert_allclose(single, images[3], atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA", "CMYK"])
 @pytest.mark.parametrize("size", [32, 64])
-def test_preprocess_image_any_mode(mode, size):
+def test_preprocess_apply_any_mode(mode, size):
     image = Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).convert(mode)
-    out = preprocess_image(image, size, IMAGENET_MEAN, IMAGENET_STD)
+    out = imagenet_preprocess(size).apply(image)
     assert out.shape == (3, size, size) and out.dtype == np.float32
     assert np.isfinite(out).all()
 

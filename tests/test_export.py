@@ -16,6 +16,7 @@ from conftest import CLASS_NAMES
 from mindresnet import export
 from mindresnet.checkpoint import save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.data.preprocess import Preprocess, imagenet_preprocess
 from mindresnet.trained import load_trained_model
 from mindresnet.models import create_model
 
@@ -38,9 +39,9 @@ def write_checkpoint(path: Path, arch: str = "resnet18", stem: str = "cifar", im
             param.set_data(ms.Tensor(rng.normal(0.0, 0.3, param.shape).astype(np.float32)))
         elif leaf in ("moving_variance", "gamma"):
             param.set_data(ms.Tensor(rng.uniform(0.5, 1.5, param.shape).astype(np.float32)))
-    meta = CheckpointMeta(arch=arch, num_classes=len(CLASS_NAMES), stem=stem, image_size=image_size, mean=MEAN,
-                          std=STD, class_names=CLASS_NAMES, dataset="cifar10" if image_size <= 32 else "folder",
-                          **model_kwargs)
+    meta = CheckpointMeta(arch=arch, num_classes=len(CLASS_NAMES), stem=stem,
+                          preprocess=Preprocess(image_size, "squash", 1.0, mean=MEAN, std=STD),
+                          class_names=CLASS_NAMES, dataset="cifar10", **model_kwargs)
     return save_checkpoint(net, path, meta)
 
 
@@ -101,7 +102,7 @@ def test_export_cli_writes_next_to_the_checkpoint_and_prints_the_input_contract(
 
 def test_contract_of_a_large_input_and_dynamic_batch(model):
     net, meta = model
-    text = export.deployment_contract(net, meta.replace(image_size=224, class_names_from=None), dynamic_batch=True)
+    text = export.deployment_contract(net, meta.replace(preprocess=imagenet_preprocess(224), class_names_from=None), dynamic_batch=True)
     assert "input    x: float32 [N, 3, 224, 224] (NCHW, RGB), N any batch size" in text
     assert "shorter side to 256 px (bilinear), then centre crop 224x224" in text
     assert "classes  from nowhere (generic class_<i> names)" in text

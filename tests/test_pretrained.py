@@ -19,6 +19,7 @@ from mindresnet.checkpoint import META_KEY, CheckpointError, read_checkpoint, sa
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD
 from mindresnet.data.imagenet import imagenet_class_names
+from mindresnet.data.preprocess import Preprocess
 from mindresnet.errors import ConfigError
 from mindresnet.models import VARIANTS, get_weights, pretrained_model
 from mindresnet.models.naming import canonical_name, detect_naming
@@ -323,8 +324,8 @@ def test_pretrained_model_keeps_the_head_and_names_imagenet_classes(tmp_path, nu
 
 
 def test_pretrained_model_uses_the_files_own_class_names(tmp_path):
-    stored = CheckpointMeta("resnet18", 3, stem="cifar", class_names=["a", "b", "c"], image_size=32,
-                            mean=(0.5,) * 3, std=(0.25,) * 3)
+    stored = CheckpointMeta("resnet18", 3, stem="cifar", class_names=["a", "b", "c"],
+                            preprocess=Preprocess(32, "squash", 1.0, mean=(0.5,) * 3, std=(0.25,) * 3))
     path = save_checkpoint(mindresnet.resnet18(num_classes=3, stem="cifar"), tmp_path / "three.ckpt", stored)
     _, meta = pretrained_model("resnet18", str(path))
     assert meta.class_names == ["a", "b", "c"] and meta.class_names_from == "metadata"

@@ -8,8 +8,8 @@ from mindresnet.data.constants import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10_URL, C
                                        IMAGENET_MEAN, IMAGENET_STD, RECORD_BYTES)
 from mindresnet.data.cifar10 import create_dataset_cifar10
 from mindresnet.data.folder import create_dataset_folder, read_class_indices
-from mindresnet.data.transforms import image_transforms, preprocess_image
+from mindresnet.data.preprocess import Preprocess, cifar10_preprocess, imagenet_preprocess
 
 __all__ = ["DataError", "create_dataset_cifar10", "create_dataset_folder", "read_class_indices",
-           "image_transforms", "preprocess_image", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_URL",
+           "Preprocess", "cifar10_preprocess", "imagenet_preprocess", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_URL",
            "CLASS_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "RECORD_BYTES"]

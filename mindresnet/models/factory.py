@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Optional, Tuple, Union
 
+import mindspore as ms
+
 from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.kernels import use_cpu_kernels
 from mindresnet.data.imagenet import IMAGENET_CLASSES, imagenet_class_names
 from mindresnet.models.conventions import DEFAULT_CONVENTION, get_convention
 from mindresnet.models.pretrained import load_weights, open_weights
@@ -18,7 +21,8 @@ Pretrained = Union[bool, str]
 
 
 def create_model(name: str, num_classes: int = 1000, pretrained: Pretrained = False, stem: str = "imagenet",
-                 freeze_backbone: bool = False, convention: Optional[str] = None, **kwargs) -> ResNet:
+                 freeze_backbone: bool = False, convention: Optional[str] = None, allow_partial: bool = False,
+                 **kwargs) -> ResNet:
     """Build a registered model.
 
     Args:
@@ -33,6 +37,8 @@ def create_model(name: str, num_classes: int = 1000, pretrained: Pretrained = Fa
         convention: padding/BatchNorm convention (``"mindcv"``, ``"tutorial"``, ``"models"``,
             ``"torch"``). Default: the one the weights were trained in (the published entry's, the
             file's metadata, or detected from its parameter names), ``"mindcv"`` without weights.
+        allow_partial: ignore tensors of ``pretrained`` that the network does not have, instead of
+            refusing the file (see :func:`~mindresnet.models.pretrained.load_weights`).
         **kwargs: passed to :class:`ResNet` (e.g. ``in_channels``).
 
     Returns:
@@ -44,7 +50,7 @@ def create_model(name: str, num_classes: int = 1000, pretrained: Pretrained = Fa
         convention = source.convention if source is not None else DEFAULT_CONVENTION
     net = _build(name, num_classes, stem, convention, **kwargs)
     if source is not None:
-        net.load_report = load_weights(net, source.path, source.params)
+        net.load_report = load_weights(net, source.path, source.params, allow_partial)
     if freeze_backbone:
         freeze(net)
     return net
@@ -56,6 +62,8 @@ def _build(name: str, num_classes: int, stem: str, convention: str, **kwargs) ->
                  width_per_group=variant.width_per_group, convention=get_convention(convention), **kwargs)
     net.arch = name
     net.load_report = None
+    if ms.get_context("device_target") == "CPU":
+        use_cpu_kernels(net)
     return net
 
 
@@ -71,7 +79,7 @@ def pretrained_model(arch: str, pretrained: Pretrained = True, convention: Optio
     Returns:
         ``(net, meta)``, ``meta`` a :class:`~mindresnet.checkpoint_meta.CheckpointMeta` (as
         :func:`mindresnet.trained.load_trained_model` returns) with ``arch``, ``num_classes``,
-        ``stem``, ``convention``, ``image_size``, ``mean``, ``std`` (the published entry's, else
+        ``stem``, ``convention``, ``preprocess`` (the published entry's, else
         the file's metadata, else ImageNet's at 224) and ``class_names``: the file's metadata names
         (``class_names_from="metadata"``), else ImageNet names for a 1000- or 1001-class head
         (``"ImageNet"``), else ``class_<i>`` (None).
@@ -89,10 +97,9 @@ def pretrained_model(arch: str, pretrained: Pretrained = True, convention: Optio
         class_names, names_from = imagenet_class_names(num_classes), "ImageNet"
     else:
         class_names, names_from = [f"class_{i}" for i in range(num_classes)], None
-    preprocessing = weights or stored or CheckpointMeta(arch, num_classes)  # image_size, mean, std
-    meta = CheckpointMeta(arch, num_classes, stem=stem, convention=net.convention,
-                          image_size=preprocessing.image_size, mean=tuple(preprocessing.mean),
-                          std=tuple(preprocessing.std), class_names=class_names, class_names_from=names_from)
+    preprocess = (weights or stored or CheckpointMeta(arch, num_classes)).preprocess
+    meta = CheckpointMeta(arch, num_classes, stem=stem, convention=net.convention, preprocess=preprocess,
+                          class_names=class_names, class_names_from=names_from)
     return net, meta
 
 

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from mindresnet.data.constants import IMAGENET_MEAN, IMAGENET_STD
 from mindresnet.data.imagenet import imagenet_class_names
+from mindresnet.data.preprocess import Preprocess, imagenet_preprocess
 from mindresnet.errors import ConfigError
 from mindresnet.models.blocks import Block, ResidualBlock, ResidualBlockBase
 
@@ -32,7 +32,7 @@ class Weights:
         naming: parameter naming scheme of the file (:data:`mindresnet.models.naming.NAMINGS`).
         convention: the padding/BatchNorm convention they were trained in (built when loading).
         num_classes: head size; 1001 is mindspore/models' head with a background class first.
-        image_size, mean, std: the preprocessing they were trained with.
+        preprocess: the preprocessing they were trained with (ImageNet's at 224).
         sha256: full SHA-256 of the file, when published.
     """
 
@@ -41,9 +41,7 @@ class Weights:
     naming: str
     convention: str
     num_classes: int = 1000
-    image_size: int = 224
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
+    preprocess: Preprocess = imagenet_preprocess()
     sha256: Optional[str] = None
 
     @property
