@@ -9,7 +9,6 @@ publisher trained. A 1000- or 1001-class ImageNet head gets the ImageNet class n
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -18,38 +17,10 @@ from mindresnet import __version__
 from mindresnet.checkpoint import save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.cli import run_cli
-from mindresnet.errors import CheckpointError
 from mindresnet.fileio import PathLike
-from mindresnet.models import CONVENTIONS, VARIANTS, list_models, pretrained_model
-from mindresnet.models.blocks import ResidualBlock, ResidualBlockBase
-from mindresnet.models.naming import canonical_name
+from mindresnet.models import CONVENTIONS, list_models, pretrained_model
+from mindresnet.models.identify import infer_arch
 from mindresnet.models.weight_files import SUFFIXES, Params, read_weights
-
-
-def infer_arch(params: Params, source: PathLike) -> str:
-    """The registered variant whose layout (block type, blocks per stage, ResNeXt grouping) ``params`` have.
-
-    Raises:
-        CheckpointError: no registered variant has that layout (the message names ``source``).
-    """
-    shapes = {canonical_name(name): tuple(value.shape) for name, value in params.items()}
-    blocks = [1 + max((int(m.group(1)) for name in shapes for m in [re.match(rf"layer{stage}\.(\d+)\.", name)] if m),
-                      default=-1) for stage in (1, 2, 3, 4)]
-    bottleneck = "layer1.0.conv3.weight" in shapes
-    groups, width_per_group = 1, 64
-    if bottleneck:
-        out_channels, group_width = shapes["layer1.0.conv2.weight"][:2]
-        groups, width_per_group = out_channels // group_width, group_width
-        if groups == 1:
-            width_per_group = 64
-    block = ResidualBlock if bottleneck else ResidualBlockBase
-    for name, variant in VARIANTS.items():
-        if (variant.block, variant.layers, variant.groups, variant.width_per_group) == (
-                block, tuple(blocks), groups, width_per_group):
-            return name
-    raise CheckpointError(f"{source} holds a {'bottleneck' if bottleneck else 'basic-block'} network with "
-                          f"{tuple(blocks)} blocks per stage and {groups} groups, which is none of "
-                          f"{', '.join(list_models())}. Pass --arch if it is one of them.")
 
 
 def convert(source: PathLike, out: PathLike, arch: Optional[str] = None,

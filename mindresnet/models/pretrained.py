@@ -15,6 +15,7 @@ from mindresnet import hub
 from mindresnet.errors import CheckpointError
 from mindresnet.checkpoint import assign_parameters
 from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.models.identify import looks_like
 from mindresnet.models.naming import IGNORED_SUFFIXES, canonical_name, detect_naming, naming_convention
 from mindresnet.models.registry import Weights, get_variant, get_weights
 from mindresnet.models.resnet import ResNet
@@ -27,7 +28,8 @@ STEM_CONV = "conv1.weight"
 HEAD_WEIGHT = "fc.weight"
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "learning_rate", "global_step", "momentum",
                       "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
-                      "epoch_num", "step_num")
+                      "epoch_num", "step_num", "adam_m.", "adam_v.", "beta1_power", "beta2_power",
+                      "grad_total.", "ema.")  # training state: optimizer, accumulated gradients, weight averages
 
 
 @dataclass
@@ -132,17 +134,20 @@ def _published(name: str, pretrained: Union[bool, str, Path]) -> Optional[Weight
     return None
 
 
-def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Params] = None) -> LoadReport:
-    """Load a weights file of any supported format and naming into ``net``.
+def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Params] = None,
+                 allow_partial: bool = False) -> LoadReport:
+    """Load a weights file of any supported format and naming into ``net``, accounting for every tensor.
 
     A head (``fc``) of another shape is skipped and stays freshly initialised; so is the stem
     convolution of a ``cifar`` stem net fed ImageNet weights. Optimizer state and PyTorch's
     ``num_batches_tracked`` are ignored. ``params``: the file's parameters when the caller has
-    already read them.
+    already read them. ``allow_partial``: tensors the network does not have are ignored (listed
+    in the report) instead of refused.
 
     Raises:
-        CheckpointError: the file is unreadable, or a backbone parameter is missing or has
-            another shape (the message names them).
+        CheckpointError: the file is unreadable, a backbone parameter is missing or has another
+            shape, or (unless ``allow_partial``) the file holds tensors the network does not have:
+            the message names them and the architecture the file looks like.
     """
     if params is None:
         params, _ = read_weights(path)
@@ -168,15 +173,21 @@ def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Params] =
             wrong_shape.append(f"{name} {tuple(value.shape)} in file vs {tuple(param.shape)} in model")
     report.unexpected = sorted(source)
     backbone_missing = [n for n in missing if not n.startswith(HEAD_PREFIX)]
-    if wrong_shape or backbone_missing:
+    unexpected = [] if allow_partial else report.unexpected
+    if wrong_shape or backbone_missing or unexpected:
         problems = []
         if backbone_missing:
             problems.append(f"missing {len(backbone_missing)}: {', '.join(backbone_missing[:8])}")
         if wrong_shape:
             problems.append(f"shape mismatch: {'; '.join(wrong_shape[:8])}")
-        raise CheckpointError(f"Checkpoint {path} does not fit {getattr(net, 'arch', 'this model')} "
-                              f"({' | '.join(problems)}). Check --arch/--stem, or pass a checkpoint "
-                              "of this architecture.")
+        if unexpected:
+            problems.append(f"{len(unexpected)} tensors this model does not have: {', '.join(unexpected[:8])}")
+        arch = getattr(net, "arch", "this model")
+        guess = looks_like(params)
+        hint = (f"It looks like {guess}: pass --arch {guess}" if guess and guess != arch
+                else "Check --arch/--stem, or pass a checkpoint of this architecture")
+        partial = " (to fine-tune from the tensors that fit, train with --allow-partial)" if unexpected else ""
+        raise CheckpointError(f"Checkpoint {path} does not fit {arch} ({' | '.join(problems)}). {hint}{partial}.")
     report.skipped_head += missing
     assign_parameters(net, to_load)
     logger.info("%s", report)
