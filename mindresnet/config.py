@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -18,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from mindresnet.cli.args import FALSE_WORDS, TRUE_WORDS, add_bool_flag, parse_bool
+from mindresnet.data.constants import MAX_IMAGE_SIZE
 from mindresnet.data.factory import DATASETS
 from mindresnet.data.transforms import AUTO_AUGMENTS
 from mindresnet.errors import ConfigError
@@ -99,6 +101,10 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
     save_every_steps: Optional[int] = option(None, "also write <arch>-last.ckpt every N steps (bounds what a "
                                                    "SIGKILL loses); unset: at epoch ends and on SIGTERM/Ctrl-C")
+    overwrite: bool = option(False, "start a new run in a --ckpt-dir that holds an earlier run's results, after "
+                                    "moving them into its previous-<time>/ subfolder (kept, not deleted)")
+    allow_partial: bool = option(False, "let --pretrained weights hold tensors this --arch does not have (they "
+                                        "are ignored); unset: such a file is refused")
     config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
     def validate(self) -> "TrainConfig":
@@ -119,9 +125,12 @@ class TrainConfig:
             (self.dataset in DATASETS, f"--dataset must be one of {tuple(DATASETS)}"),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
             (self.stem in STEMS, f"--stem must be one of {STEMS}"),
-            (self.image_size >= 32, f"--image-size must be >= 32, got {self.image_size}"),
+            (32 <= self.image_size <= MAX_IMAGE_SIZE,
+             f"--image-size must be in [32, {MAX_IMAGE_SIZE}], got {self.image_size}"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.loss_scale > 0, f"--loss-scale must be > 0, got {self.loss_scale}"),
             (self.eval_every >= 1, "--eval-every must be >= 1"),
             (self.num_classes is None or self.num_classes >= 1, "--num-classes must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
@@ -153,6 +162,8 @@ class TrainConfig:
         if self.linear_probe:
             checks += [(not value, f"--linear-probe trains only the head on fixed features: {flag} does not apply")
                        for value, flag in self._probe_conflicts()]
+        checks[:0] = [(math.isfinite(getattr(self, f.name)), f"{flag_name(f.name)} must be a finite number, got "
+                       f"{getattr(self, f.name)}") for f in fields(self) if isinstance(getattr(self, f.name), float)]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -234,6 +245,8 @@ def convert_value(field: dataclasses.Field, value: Any, where: str) -> Any:
             raise ValueError("a boolean is not a number")
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError("not a whole number")
+        if kind is float and not math.isfinite(float(value)):
+            raise ValueError("not a finite number")
         return kind(value)
     except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
         raise ConfigError(f"{where}: {value!r} is not a valid {kind.__name__} ({exc}).") from None
@@ -250,10 +263,16 @@ def load_yaml(path: str) -> Dict[str, Any]:
         ConfigError: missing file, bad YAML, unknown key or bad value (naming the file and key).
     """
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"--config {path} is a folder; pass the YAML file in it.")
     if not file.is_file():
         raise ConfigError(f"--config {path}: no such file.")
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not a text file (not UTF-8); pass a YAML file.") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path} cannot be read: {exc.strerror or exc}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML ({exc}).") from exc
     if not isinstance(data, dict):

@@ -62,7 +62,7 @@ def test_resnet18_config_is_the_scratch_recipe():
     (["--lr-schedule", "linear"], "--lr-schedule must be one of"),
     (["--amp", "O4"], "--amp must be one of"),
     (["--pretrained", "missing.ckpt"], "--pretrained missing.ckpt: no such file"),
-    (["--image-size", "16"], "--image-size must be >= 32"),
+    (["--image-size", "16"], "--image-size must be in \\[32, 2048\\]"),
     (["--head-lr", "0.1", "--freeze-epochs", "0"], "--head-lr applies to the head-only epochs of --freeze-epochs N"),
     (["--arch", "resnet99"], "--arch 'resnet99' is not one of"),
 ])

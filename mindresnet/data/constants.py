@@ -22,6 +22,9 @@ IMAGE_BYTES = 3 * CIFAR10_SIZE * CIFAR10_SIZE
 RECORD_BYTES = 1 + IMAGE_BYTES  # one label byte, then the R, G and B planes
 STANDARD_RECORDS = 10000  # records per official file; the only count Cifar10Dataset reads
 
+# Largest --image-size: one 2048 x 2048 float32 image is 48 MiB, a batch of 64 already 3 GiB.
+MAX_IMAGE_SIZE = 2048
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # PIL format names that MindSpore's C++ Decode reads (MPO: multi-picture JPEG from cameras).
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP")
