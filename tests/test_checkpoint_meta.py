@@ -9,7 +9,7 @@ import pytest
 
 from mindresnet.checkpoint import META_KEY, read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import DEFAULT_CONVENTION, CheckpointMeta
-from mindresnet.data.preprocess import cifar10_preprocess
+from mindresnet.data.preprocess import Preprocess, cifar10_preprocess, imagenet_preprocess
 from mindresnet.errors import CheckpointError
 from mindresnet.models import create_model
 from mindresnet.trained import load_trained_model
@@ -57,3 +57,25 @@ def test_bad_metadata_names_the_file(stored, message):
 def test_class_names_from_is_not_stored():
     meta = CheckpointMeta(arch="resnet18", num_classes=2, class_names_from="metadata")
     assert "class_names_from" not in meta.to_dict() and "extra" not in meta.to_dict()
+
+
+@pytest.mark.parametrize("dataset, size, expected", [
+    ("cifar10", 64, cifar10_preprocess(64)),  # evaluated as trained: resized straight, no crop
+    ("folder", 32, imagenet_preprocess(32)),  # resize to 36 and centre crop, whatever the size
+    (None, 32, imagenet_preprocess(32)),  # no dataset named: the imagenet stem's kind
+])
+def test_metadata_from_before_the_preprocess_record_derives_it_from_its_kind(tmp_path, dataset, size, expected):
+    rule = cifar10_preprocess() if dataset == "cifar10" else imagenet_preprocess()
+    old = {"arch": "resnet18", "num_classes": 10, "stem": "imagenet", "image_size": size, "mean": list(rule.mean),
+           "std": list(rule.std), "class_names": CLASS_NAMES, "dataset": dataset, "mindresnet": "0.2.0"}
+    path = tmp_path / "old.ckpt"
+    ms.save_checkpoint(create_model("resnet18", 10), str(path), append_dict={META_KEY: json.dumps(old)})
+    _, meta = load_trained_model(path)
+    assert meta.preprocess == expected and meta.image_size == size and not meta.extra
+
+
+def test_stored_preprocess_wins_and_older_readers_still_find_size_mean_std():
+    rule = Preprocess(40, "shorter", 0.8, "bicubic", (0.5,) * 3, (0.25,) * 3)
+    stored = CheckpointMeta("resnet18", 10, dataset="cifar10", preprocess=rule).to_dict()
+    assert (stored["image_size"], stored["mean"], stored["std"]) == (40, [0.5] * 3, [0.25] * 3)
+    assert CheckpointMeta.from_dict(stored, "x.ckpt").preprocess == rule

@@ -28,6 +28,9 @@ from mindresnet import hub
 from mindresnet.errors import DataError
 from mindresnet.data.constants import (CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_SIZE, CIFAR10_URL,
                                        CLASS_FILE, RECORD_BYTES, STANDARD_RECORDS, TEST_FILE, TRAIN_PATTERN)
+from mindresnet.data.balance import BalancedSampler
+from mindresnet.data.holdout import Holdout
+from mindresnet.data.preprocess import Preprocess, cifar10_preprocess
 from mindresnet.data.transforms import cifar10_transforms, map_and_batch, resolve_workers
 
 logger = logging.getLogger("mindresnet.data")
@@ -49,6 +52,11 @@ def create_dataset_cifar10(
     drop_remainder: Optional[bool] = None,
     download: bool = False,
     auto_augment: Optional[str] = None,
+    color_jitter: float = 0.0,
+    reprob: float = 0.0,
+    sampler: Optional[str] = None,
+    preprocess: Optional[Preprocess] = None,
+    holdout: Optional[Holdout] = None,
 ) -> Tuple[ds.Dataset, List[str]]:
     """Batched CIFAR-10 pipeline (the tutorial's transforms) and the class names.
 
@@ -57,7 +65,7 @@ def create_dataset_cifar10(
         usage: ``"train"`` (data_batch_*.bin) or ``"test"`` (test_batch.bin).
         image_size: output side; images are resized when it is not 32.
         batch_size: images per batch.
-        augment: RandomCrop(32, pad 4) + horizontal flip; default True for train only.
+        augment: RandomCrop(32, pad 4) + horizontal flip (else ``preprocess.ops()``); default True for train only.
         workers: parallel workers per stage; default and maximum: the cores this process may use.
         shuffle: default True for train only.
         num_shards: number of data-parallel ranks (with ``shard_id``).
@@ -69,6 +77,12 @@ def create_dataset_cifar10(
             (``$MINDRESNET_HOME``), so other data folders extract it without downloading again.
         auto_augment: with ``augment``, also ``randaugment`` or ``autoaugment`` (the CIFAR-10
             policy): :func:`~mindresnet.data.transforms.auto_augment_ops`.
+        color_jitter, reprob: with ``augment``, colour jitter and random erasing
+            (:func:`~mindresnet.data.transforms.cifar10_transforms`).
+        sampler: ``balanced`` instead of the shuffle: :class:`~mindresnet.data.balance.BalancedSampler`.
+        preprocess: output size, eval transform and normalisation; default
+            :func:`~mindresnet.data.preprocess.cifar10_preprocess` at ``image_size``.
+        holdout: read only this part of the split (a validation hold-out or what remains of it).
 
     Returns:
         ``(dataset, class_names)``: columns ``image`` (float32, N x 3 x size x size, normalised)
@@ -87,26 +101,33 @@ def create_dataset_cifar10(
     shuffle = train if shuffle is None else shuffle
     drop_remainder = train if drop_remainder is None else drop_remainder
     workers = resolve_workers(workers)
+    preprocess = preprocess or cifar10_preprocess(int(image_size))
 
     folder = locate_cifar10(data_dir, download=download)
     class_names = read_class_names(folder)
     files = split_files(folder, usage)
     sizes = [record_count(path) for path in files]
-    if all(count == STANDARD_RECORDS for count in sizes):
-        for path in files:
-            read_records(path)  # label check only: Cifar10Dataset would fail mid-epoch instead
-        source = ds.Cifar10Dataset(str(folder), usage=usage, shuffle=shuffle, num_shards=num_shards,
-                                   shard_id=shard_id, num_parallel_workers=workers)
-        reader = "Cifar10Dataset"
+    standard = holdout is None and all(count == STANDARD_RECORDS for count in sizes)
+    if standard:
+        labels = file_labels(files)  # reading them checks them: Cifar10Dataset would fail mid-epoch instead
     else:
         images, labels = load_arrays(files)
-        source = ds.NumpySlicesDataset((images, labels), column_names=COLUMNS, shuffle=shuffle,
-                                       num_shards=num_shards, shard_id=shard_id)
-        reader = "numpy reader (files are not the standard 10000 records)"
-    logger.info("CIFAR-10 %s: %d records in %d file(s) of %s, read with %s", usage, sum(sizes), len(files),
-                folder, reader)
-    dataset = map_and_batch(source, cifar10_transforms(augment, int(image_size), auto_augment), batch_size,
-                            drop_remainder, workers)
+        if holdout is not None:
+            keep = holdout.indices(labels)
+            images, labels = images[keep], labels[keep]
+    order = (dict(sampler=BalancedSampler(labels, num_shards, shard_id)) if sampler
+             else dict(shuffle=shuffle, num_shards=num_shards, shard_id=shard_id))
+    if standard:
+        source = ds.Cifar10Dataset(str(folder), usage=usage, num_parallel_workers=workers, **order)
+        reader = "Cifar10Dataset"
+    else:
+        source = ds.NumpySlicesDataset((images, labels), column_names=COLUMNS, **order)
+        reader = ("numpy reader" + (f" ({holdout.part} part of a {holdout.fraction:g} hold-out, seed {holdout.seed})"
+                                    if holdout else " (files are not the standard 10000 records)"))
+    logger.info("CIFAR-10 %s: %d of %d records in %d file(s) of %s, read with %s", usage, len(labels), sum(sizes),
+                len(files), folder, reader)
+    dataset = map_and_batch(source, cifar10_transforms(augment, preprocess, auto_augment, color_jitter, reprob),
+                            batch_size, drop_remainder, workers)
     return dataset, class_names
 
 
@@ -206,6 +227,16 @@ def read_records(path: Path, hint: Optional[str] = None) -> np.ndarray:
             f"({bad.size} such records): the file is corrupt or not CIFAR-10. {hint or _redo_hint(path.parent)}"
         )
     return raw
+
+
+def file_labels(files: List[Path]) -> np.ndarray:
+    """Labels (N,) uint8 of the records of ``files``, in reader order (label bytes checked)."""
+    return np.concatenate([read_records(path)[:, 0] for path in files])
+
+
+def split_labels(data_dir: Union[str, Path], usage: str = "train") -> np.ndarray:
+    """Labels of split ``usage`` of the CIFAR-10 folder ``data_dir`` (or its parent), in reader order."""
+    return file_labels(split_files(locate_cifar10(data_dir), usage))
 
 
 def load_arrays(files: List[Path]) -> Tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,10 @@ from mindspore.dataset import vision
 from PIL import Image
 
 from mindresnet.errors import DataError
+from mindresnet.data.balance import BalancedSampler
 from mindresnet.data.constants import DECODABLE_FORMATS, IMAGE_EXTENSIONS
+from mindresnet.data.holdout import Holdout
+from mindresnet.data.preprocess import Preprocess, imagenet_preprocess
 from mindresnet.data.transforms import folder_transforms, map_and_batch, resolve_workers
 from mindresnet.fileio import write_text
 
@@ -40,6 +43,11 @@ def create_dataset_folder(
     drop_remainder: Optional[bool] = None,
     class_indices_path: Optional[Union[str, Path]] = None,
     auto_augment: Optional[str] = None,
+    color_jitter: float = 0.0,
+    reprob: float = 0.0,
+    sampler: Optional[str] = None,
+    preprocess: Optional[Preprocess] = None,
+    holdout: Optional[Holdout] = None,
 ) -> Tuple[ds.Dataset, List[str]]:
     """Batched pipeline over ``root/<usage>/<class>/<image>`` with ImageNet normalisation.
 
@@ -48,8 +56,7 @@ def create_dataset_folder(
         usage: ``"train"`` or ``"val"``.
         image_size: output side.
         batch_size: images per batch.
-        augment: RandomResizedCrop + horizontal flip (else Resize(size*256/224) + CenterCrop);
-            default True for train only.
+        augment: RandomResizedCrop + horizontal flip (else ``preprocess.ops()``); default True for train only.
         workers: parallel workers per stage; default and maximum: the cores this process may use.
         shuffle: default True for train only.
         num_shards: number of data-parallel ranks (with ``shard_id``).
@@ -58,6 +65,12 @@ def create_dataset_folder(
         class_indices_path: where to write ``class_indices.json`` (atomically); not written when None.
         auto_augment: with ``augment``, also ``randaugment`` or ``autoaugment`` (the ImageNet
             policy): :func:`~mindresnet.data.transforms.auto_augment_ops`.
+        color_jitter, reprob: with ``augment``, colour jitter and random erasing
+            (:func:`~mindresnet.data.transforms.folder_transforms`).
+        sampler: ``balanced`` instead of the shuffle: :class:`~mindresnet.data.balance.BalancedSampler`.
+        preprocess: output size, eval transform and normalisation; default
+            :func:`~mindresnet.data.preprocess.imagenet_preprocess` at ``image_size``.
+        holdout: read only this part of the split (a validation hold-out or what remains of it).
 
     Returns:
         ``(dataset, class_names)``: columns ``image`` (float32, N x 3 x size x size) and ``label``
@@ -75,18 +88,31 @@ def create_dataset_folder(
     shuffle = train if shuffle is None else shuffle
     drop_remainder = train if drop_remainder is None else drop_remainder
     workers = resolve_workers(workers)
+    preprocess = preprocess or imagenet_preprocess(int(image_size))
 
     root = Path(root).expanduser()
     class_names = list_classes(root / "train")
     paths, labels = scan_split(root / usage, class_names)
+    if holdout is not None:
+        keep = holdout.indices(labels)
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     if class_indices_path is not None:
         write_class_indices(class_indices_path, class_names)
-    logger.info("image folder %s: %d images in %d classes", root / usage, len(paths), len(class_names))
-    source = ds.GeneratorDataset(_FileSource(paths, labels), column_names=["image", "label"], shuffle=shuffle,
-                                 num_shards=num_shards, shard_id=shard_id, python_multiprocessing=False)
-    ops = [vision.Decode()] + folder_transforms(augment, int(image_size), auto_augment)
+    logger.info("image folder %s: %d images in %d classes%s", root / usage, len(paths), len(class_names),
+                f" ({holdout.part} part of a {holdout.fraction:g} hold-out, seed {holdout.seed})" if holdout else "")
+    order = (dict(sampler=BalancedSampler(labels, num_shards, shard_id)) if sampler
+             else dict(shuffle=shuffle, num_shards=num_shards, shard_id=shard_id))
+    source = ds.GeneratorDataset(_FileSource(paths, labels), column_names=["image", "label"],
+                                 python_multiprocessing=False, **order)
+    ops = [vision.Decode()] + folder_transforms(augment, preprocess, auto_augment, color_jitter, reprob)
     dataset = map_and_batch(source, ops, batch_size, drop_remainder, workers, cast_label=False)
     return dataset, class_names
+
+
+def split_labels(root: Union[str, Path], usage: str = "train") -> np.ndarray:
+    """Labels of split ``usage`` of the image folder ``root``, in reader order (unreadable files skipped)."""
+    root = Path(root).expanduser()
+    return np.asarray(scan_split(root / usage, list_classes(root / "train"))[1], np.int64)
 
 
 def list_classes(split_dir: Path) -> List[str]:

@@ -1,43 +1,21 @@
-"""Image transforms shared by the dataset pipelines and single-image prediction.
+"""Image transforms of the dataset pipelines: training augmentation, then the model's :class:`Preprocess`.
 
 Every list returned here holds MindSpore C++ vision ops that take an HWC ``uint8`` RGB image and
-end with a normalised ``float32`` CHW array, so a dataset's eval pipeline and
-:func:`preprocess_image` run the very same ops. :func:`map_and_batch` is the stage both dataset
-readers end with.
+end with a normalised ``float32`` CHW array. Eval pipelines are exactly
+:meth:`Preprocess.ops() <mindresnet.data.preprocess.Preprocess.ops>`, the ops that prediction runs
+too. :func:`map_and_batch` is the stage both dataset readers end with.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import mindspore as ms
-import numpy as np
 from mindspore import dataset as ds
 from mindspore.dataset import transforms, vision
-from PIL import Image
 
-from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_SIZE, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from mindresnet.data.constants import CIFAR10_SIZE
+from mindresnet.data.preprocess import INTERPOLATIONS, Preprocess
 from mindresnet.runtime import cpu_count
-
-# Eval resize for image sizes above CIFAR's: shorter side to size*256/224, then a centre crop.
-RESIZE_RATIO = 256 / 224
-
-
-def normalize_ops(mean: Sequence[float], std: Sequence[float]) -> List:
-    """Rescale to [0, 1], normalise per channel, HWC -> CHW.
-
-    Args:
-        mean: per-channel mean on the [0, 1] scale, RGB order.
-        std: per-channel standard deviation on the [0, 1] scale.
-    """
-    return [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize(list(mean), list(std)), vision.HWC2CHW()]
-
-
-def resize_ops(image_size: int, center_crop: bool) -> List:
-    """Eval resize: plain ``image_size`` x ``image_size``, or shorter side to size*256/224 + centre crop."""
-    if center_crop:
-        return [vision.Resize(int(image_size * RESIZE_RATIO)), vision.CenterCrop(image_size)]
-    return [vision.Resize((image_size, image_size))]
-
 
 AUTO_AUGMENTS = ("randaugment", "autoaugment")
 
@@ -54,75 +32,54 @@ def auto_augment_ops(name: Optional[str], policy: str = "imagenet") -> List:
     raise ValueError(f"--auto-augment {name!r} is not one of {AUTO_AUGMENTS}.")
 
 
-def cifar10_transforms(train: bool, image_size: int, auto_augment: Optional[str] = None) -> List:
+def color_jitter_ops(strength: float) -> List:
+    """timm's ``--color-jitter S``: brightness, contrast and saturation each scaled by a random factor in
+    [1-S, 1+S] (MindSpore's ``RandomColorAdjust``, HWC uint8); none for 0."""
+    return [vision.RandomColorAdjust(brightness=strength, contrast=strength, saturation=strength)] if strength else []
+
+
+def erasing_ops(prob: float) -> List:
+    """timm's ``--reprob P``: with probability P, one random rectangle of the normalised CHW image set to 0
+    (the mean pixel; MindSpore's ``RandomErasing``); none for 0."""
+    return [vision.RandomErasing(prob=prob)] if prob else []
+
+
+def cifar10_transforms(train: bool, preprocess: Preprocess, auto_augment: Optional[str] = None,
+                       color_jitter: float = 0.0, reprob: float = 0.0) -> List:
     """The tutorial's CIFAR-10 pipeline for one 32x32 HWC uint8 image.
 
     Args:
-        train: add RandomCrop(32, padding 4) and RandomHorizontalFlip(0.5).
-        image_size: output side; images are resized only when it is not 32.
+        train: RandomCrop(32, padding 4) and RandomHorizontalFlip(0.5), resized to ``preprocess.size``
+            when it is not 32; otherwise ``preprocess.ops()``.
+        preprocess: output size, eval transform and normalisation.
         auto_augment: with ``train``, then :func:`auto_augment_ops` (the CIFAR-10 AutoAugment policy).
+        color_jitter, reprob: with ``train``, :func:`color_jitter_ops` before it and :func:`erasing_ops` last.
     """
-    ops = [vision.RandomCrop(CIFAR10_SIZE, padding=4), vision.RandomHorizontalFlip(0.5)] if train else []
-    if train:
-        ops += auto_augment_ops(auto_augment, policy="cifar10")
-    if image_size != CIFAR10_SIZE:
-        ops += resize_ops(image_size, center_crop=False)
-    return ops + normalize_ops(CIFAR10_MEAN, CIFAR10_STD)
+    if not train:
+        return preprocess.ops()
+    ops = [vision.RandomCrop(CIFAR10_SIZE, padding=4), vision.RandomHorizontalFlip(0.5)]
+    ops += color_jitter_ops(color_jitter) + auto_augment_ops(auto_augment, policy="cifar10")
+    if preprocess.size != CIFAR10_SIZE:
+        ops.append(vision.Resize((preprocess.size, preprocess.size), INTERPOLATIONS[preprocess.interpolation]))
+    return ops + preprocess.normalize_ops() + erasing_ops(reprob)
 
 
-def folder_transforms(train: bool, image_size: int, auto_augment: Optional[str] = None) -> List:
+def folder_transforms(train: bool, preprocess: Preprocess, auto_augment: Optional[str] = None,
+                      color_jitter: float = 0.0, reprob: float = 0.0) -> List:
     """Pipeline for a decoded image of a custom (ImageNet-like) dataset.
 
     Args:
-        train: RandomResizedCrop + RandomHorizontalFlip; otherwise Resize(size*256/224) + CenterCrop.
-        image_size: output side.
+        train: RandomResizedCrop + RandomHorizontalFlip; otherwise ``preprocess.ops()``.
+        preprocess: output size, eval transform and normalisation.
         auto_augment: with ``train``, then :func:`auto_augment_ops` (the ImageNet AutoAugment policy).
+        color_jitter, reprob: with ``train``, :func:`color_jitter_ops` before it and :func:`erasing_ops` last.
     """
-    if train:
-        ops = [vision.RandomResizedCrop(image_size), vision.RandomHorizontalFlip(0.5)]
-        ops += auto_augment_ops(auto_augment, policy="imagenet")
-    else:
-        ops = resize_ops(image_size, center_crop=True)
-    return ops + normalize_ops(IMAGENET_MEAN, IMAGENET_STD)
-
-
-def image_transforms(image_size: int, mean: Sequence[float], std: Sequence[float],
-                     center_crop: Optional[bool] = None) -> List:
-    """Eval transform for one HWC uint8 RGB image of any size.
-
-    Args:
-        image_size: output side.
-        mean: per-channel mean ([0, 1] scale).
-        std: per-channel standard deviation.
-        center_crop: resize the shorter side to size*256/224 and crop the centre (the folder eval
-            transform), or resize straight to size x size (the CIFAR-10 eval transform). Default:
-            plain resize at 32 and below, centre crop above.
-
-    Returns:
-        A list of MindSpore vision ops ending in a float32 CHW array.
-    """
-    if center_crop is None:
-        center_crop = image_size > CIFAR10_SIZE
-    return resize_ops(image_size, center_crop) + normalize_ops(mean, std)
-
-
-def preprocess_image(pil_image: Image.Image, image_size: int, mean: Sequence[float], std: Sequence[float],
-                     center_crop: Optional[bool] = None) -> np.ndarray:
-    """Turn one PIL image (any mode: RGBA, L, P, ...) into a normalised float32 CHW array.
-
-    Args:
-        pil_image: the image.
-        image_size: output side.
-        mean: per-channel mean ([0, 1] scale) of the dataset the model was trained on.
-        std: per-channel standard deviation.
-        center_crop: see :func:`image_transforms`.
-
-    Returns:
-        ``np.ndarray`` of shape (3, image_size, image_size), dtype float32.
-    """
-    rgb = np.ascontiguousarray(np.asarray(pil_image.convert("RGB"), dtype=np.uint8))
-    out = transforms.Compose(image_transforms(image_size, mean, std, center_crop))(rgb)
-    return np.asarray(out, dtype=np.float32)
+    if not train:
+        return preprocess.ops()
+    ops = [vision.RandomResizedCrop(preprocess.size, interpolation=INTERPOLATIONS[preprocess.interpolation]),
+           vision.RandomHorizontalFlip(0.5)]
+    ops += color_jitter_ops(color_jitter) + auto_augment_ops(auto_augment, policy="imagenet")
+    return ops + preprocess.normalize_ops() + erasing_ops(reprob)
 
 
 def resolve_workers(workers: Optional[int]) -> int:
