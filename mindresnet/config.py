@@ -95,7 +95,11 @@ class TrainConfig:
     keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
     seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
     ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves and the resolved config")
-    resume: bool = option(False, "continue from <ckpt-dir>/<arch>-last.ckpt")
+    resume: str = option("false", "true: continue <ckpt-dir>/<arch>-last.ckpt; a PATH (a run's checkpoint, or its "
+                                  "folder): continue that run, in that folder; false: start a new run")
+    init_from: Optional[str] = option(None, "start a new run from the weights of a checkpoint written by training: "
+                                            "its --arch, --stem and head, no optimizer state or epoch; --pretrained "
+                                            "is not used; unset: off")
     eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs")
     workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores")
     max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
@@ -110,6 +114,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Fill in the defaults that depend on other flags; check values against each other; raise
         ConfigError naming the flag."""
+        self._check_run_sources()
         if self.freeze_epochs is None:
             self.freeze_epochs = DEFAULT_HEAD_EPOCHS if self._head_first_by_default() else 0
         checks = [
@@ -170,6 +175,41 @@ class TrainConfig:
         self.device = normalize_device(self.device)
         self.pretrained_value()
         return self
+
+    def _check_run_sources(self) -> None:
+        """Normalise --resume (true, false or a path) and --init-from; a run resumed from a path
+        writes into the folder of its checkpoint."""
+        value = str(self.resume).strip()
+        if value.lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS:
+            self.resume = "true" if value.lower() in TRUE_WORDS else "false"
+        else:
+            path = Path(value).expanduser()
+            if not path.exists():
+                raise ConfigError(f"--resume {value}: no such checkpoint or run folder. Pass the path of a run's "
+                                  "checkpoint (or its folder), or true to continue <ckpt-dir>/<arch>-last.ckpt.")
+            folder = path if path.is_dir() else path.parent
+            if self.ckpt_dir == TrainConfig.ckpt_dir:  # unset: the run's own folder
+                self.ckpt_dir = str(folder)
+            elif Path(self.ckpt_dir).resolve() != folder.resolve():
+                raise ConfigError(f"--resume {value} continues the run in {folder}, but --ckpt-dir is "
+                                  f"{self.ckpt_dir}. Drop --ckpt-dir, or start a new run there from its weights "
+                                  f"with --init-from {value}.")
+        if self.init_from:
+            if not Path(self.init_from).is_file():
+                raise ConfigError(f"--init-from {self.init_from}: no such checkpoint file.")
+            if str(self.pretrained).strip().lower() not in TRUE_WORDS + FALSE_WORDS + NONE_WORDS:
+                raise ConfigError(f"--init-from takes the weights of {self.init_from}: drop --pretrained "
+                                  f"{self.pretrained}.")
+            self.pretrained = "false"
+
+    def resume_checkpoint(self) -> Optional[Path]:
+        """The checkpoint that ``--resume`` continues, or None for a new run (after :meth:`validate`)."""
+        if self.resume == "false":
+            return None
+        path = Path(self.resume)
+        if self.resume == "true" or path.is_dir():
+            return Path(self.ckpt_dir) / f"{self.arch}-last.ckpt"
+        return path
 
     def _head_first_by_default(self) -> bool:
         """Whether an unset --freeze-epochs means a head epoch first: a --pretrained run that trains
@@ -297,10 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{field.metadata['help']} (default: {field.default})"
         if field_type(field) is bool:
             add_bool_flag(parser, flag_name(field.name), field.name, argparse.SUPPRESS, help_text)
-        elif field.name == "pretrained":  # a boolean that also takes a path
-            parser.add_argument("--pretrained", dest="pretrained", nargs="?", const="true", default=argparse.SUPPRESS,
+        elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
+            flag = flag_name(field.name)
+            parser.add_argument(flag, dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
                                 metavar="true|false|PATH", help=help_text)
-            parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const="false",
+            parser.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
                                 default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
             parser.add_argument(flag_name(field.name), dest=field.name, default=argparse.SUPPRESS,

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mindresnet import __version__, engine, finetune
-from mindresnet.checkpoint import assign_parameters, save_checkpoint
+from mindresnet.checkpoint import assign_parameters, read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.cli import run_guarded
 from mindresnet.config import TrainConfig, parse_args, save_config
@@ -270,8 +270,11 @@ def fit(config: TrainConfig) -> FitResult:
     dist = init_distributed()
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
+    if config.init_from:
+        adopt_init_from(config)
     best_path, last_path = checkpoint_paths(config)
-    if not config.resume and last_path.exists() and dist.is_main:
+    resume_from = config.resume_checkpoint()
+    if resume_from is None and last_path.exists() and dist.is_main:
         raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume to continue it, "
                           "or --ckpt-dir <new folder> to start a new run without touching it.")
     train, test = build_datasets(config, dist)
@@ -280,14 +283,15 @@ def fit(config: TrainConfig) -> FitResult:
     if num_classes != len(class_names):
         raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
                           f"{config.data_dir}. Omit --num-classes to use the dataset's.")
-    net = create_model(config.arch, num_classes=num_classes, pretrained=config.pretrained_value(), stem=config.stem)
+    net = create_model(config.arch, num_classes=num_classes, pretrained=config.init_from or config.pretrained_value(),
+                       stem=config.stem)
     meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
                           mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
                           dataset=config.dataset, convention=net.convention, mindresnet=__version__)
     record = RunRecord(config, dist, net, meta)
     start_epoch, progress, resumed = 0, EpochProgress(), None
-    if config.resume:
-        resumed = read_resume(last_path, meta, config.head_epochs(), net)
+    if resume_from is not None:
+        resumed = read_resume(resume_from, meta, config.head_epochs(), net)
         start_epoch, progress = resumed.meta.epoch, resumed.progress
         record.best_accuracy = resumed.meta.best_accuracy if resumed.meta.best_accuracy is not None else -1.0
         record.history = [row for row in read_metrics(record.folder / "metrics.csv") if row["epoch"] <= start_epoch]
@@ -311,6 +315,17 @@ def fit(config: TrainConfig) -> FitResult:
     return FitResult(best_accuracy=record.best_accuracy, best_path=best_path if best_path.exists() else None,
                      last_path=last_path, epochs_run=len(record.history) - start_epoch,
                      global_step=stage.global_step if stage is not None else 0, history=record.history)
+
+
+def adopt_init_from(config: TrainConfig) -> None:
+    """Take ``--arch`` and ``--stem`` from the ``--init-from`` checkpoint, whose weights start the run."""
+    _, stored = read_checkpoint(config.init_from)
+    if stored is None:
+        raise CheckpointError(f"--init-from {config.init_from} has no mindresnet metadata (arch, stem, classes). "
+                              "For weights from elsewhere, pass --pretrained PATH with --arch and --stem.")
+    logger.info("--init-from %s: a new run of %s (%s stem) from its weights", config.init_from, stored.arch,
+                stored.stem)
+    config.arch, config.stem = stored.arch, stored.stem
 
 
 def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo,

@@ -92,14 +92,51 @@ def test_bad_flag_value_exits_with_usage(capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     ([], False),
-    (["--resume"], True),
-    (["--resume", "--lr", "0.1"], True),
-    (["--resume", "false"], False),
-    (["--resume", "yes"], True),
-    (["--no-resume"], False),
+    (["--freeze-backbone"], True),
+    (["--freeze-backbone", "--lr", "0.1"], True),
+    (["--freeze-backbone", "false"], False),
+    (["--freeze-backbone", "yes"], True),
+    (["--no-freeze-backbone"], False),
 ])
 def test_boolean_flags_bare_negated_or_valued(argv, expected):
-    assert parse_args(argv).resume is expected
+    assert parse_args(argv).freeze_backbone is expected
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], None),
+    (["--resume"], Path("ckpt/resnet50-last.ckpt")),
+    (["--resume", "--lr", "0.1"], Path("ckpt/resnet50-last.ckpt")),
+    (["--resume", "yes", "--ckpt-dir", "runs/a"], Path("runs/a/resnet50-last.ckpt")),
+    (["--resume", "false"], None),
+    (["--no-resume"], None),
+])
+def test_resume_as_a_boolean_continues_the_ckpt_dir(argv, expected):
+    assert parse_args(argv).resume_checkpoint() == expected
+
+
+def test_resume_path_continues_that_run_in_its_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    last = run / "resnet18-last.ckpt"
+    last.write_bytes(b"x")
+    config = parse_args(["--arch", "resnet18", "--resume", str(last)])
+    assert (config.ckpt_dir, config.resume_checkpoint()) == (str(run), last)
+    assert parse_args(["--arch", "resnet18", "--resume", str(run), "--ckpt-dir", str(run)]).resume_checkpoint() == last
+    with pytest.raises(ConfigError, match=r"continues the run in .*run, but --ckpt-dir is .*other.*--init-from"):
+        parse_args(["--resume", str(last), "--ckpt-dir", str(tmp_path / "other")])
+    with pytest.raises(ConfigError, match="--resume .*missing.ckpt: no such checkpoint or run folder"):
+        parse_args(["--resume", str(tmp_path / "missing.ckpt")])
+
+
+def test_init_from_takes_the_place_of_pretrained(tmp_path):
+    trained = tmp_path / "resnet18-best.ckpt"
+    trained.write_bytes(b"x")
+    config = parse_args(["--init-from", str(trained)])
+    assert (config.init_from, config.pretrained, config.freeze_epochs) == (str(trained), "false", 0)
+    with pytest.raises(ConfigError, match="--init-from takes the weights of .*: drop --pretrained mindcv"):
+        parse_args(["--init-from", str(trained), "--pretrained", "mindcv"])
+    with pytest.raises(ConfigError, match="--init-from .*none.ckpt: no such checkpoint file"):
+        parse_args(["--init-from", str(tmp_path / "none.ckpt")])
 
 
 def test_pretrained_flag_takes_a_boolean_or_a_path(tmp_path):

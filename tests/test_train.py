@@ -12,7 +12,7 @@ from mindresnet import engine, train
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.config import ConfigError, TrainConfig
-from mindresnet.errors import TrainingDiverged
+from mindresnet.errors import CheckpointError, TrainingDiverged
 from mindresnet.metrics_log import read_metrics
 from mindresnet.models.pretrained import OPTIMIZER_PREFIXES
 
@@ -99,6 +99,36 @@ def test_resume_without_a_previous_run(tiny_cifar, tmp_path):
 
     with pytest.raises(CheckpointError, match="--resume: .*resnet18-last.ckpt does not exist"):
         train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume=True))
+
+
+def test_resume_path_continues_that_run_with_the_same_checks(tiny_cifar, tmp_path):
+    run = tmp_path / "run"
+    train.fit(tiny_config(tiny_cifar, run, epochs=1))
+    last = run / "resnet18-last.ckpt"
+    # --ckpt-dir left at its default: the run continues in the checkpoint's folder.
+    result = train.fit(tiny_config(tiny_cifar, "ckpt", epochs=2, resume=str(last)))
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.epochs_run == 1
+    assert result.last_path == last and read_checkpoint(last)[1].epoch == 2
+    assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == [1, 2]
+    with pytest.raises(CheckpointError, match=r"--resume: .*resnet18-last.ckpt was trained with stem='cifar'"):
+        train.fit(tiny_config(tiny_cifar, "ckpt", epochs=3, resume=str(run), stem="imagenet"))
+
+
+def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path):
+    train.fit(tiny_config(tiny_cifar, tmp_path / "old", epochs=1))
+    source = tmp_path / "old" / "resnet18-last.ckpt"  # with optimizer state and epoch, both left behind
+    # Its arch and stem replace the flags'; a learning rate of ~0 keeps the weights where they started.
+    result = train.fit(tiny_config(tiny_cifar, tmp_path / "new", epochs=1, arch="resnet50", stem="imagenet",
+                                   init_from=str(source), lr=1e-30, min_lr=0.0))
+    assert result.global_step == 2 and [r["epoch"] for r in result.history] == [1]
+    params, meta = read_checkpoint(tmp_path / "new" / "resnet18-best.ckpt")
+    assert (meta.arch, meta.stem, meta.epoch) == ("resnet18", "cifar", 1)
+    started, _ = read_checkpoint(source)
+    for name in ("conv1.weight", "layer4.1.conv2.weight", "fc.weight"):
+        np.testing.assert_allclose(params[name].asnumpy(), started[name].asnumpy(), atol=1e-6, err_msg=name)
+    with pytest.raises(CheckpointError, match="--init-from .*plain.ckpt has no mindresnet metadata"):
+        ms.save_checkpoint(ms.nn.Dense(2, 2), str(tmp_path / "plain.ckpt"))
+        train.fit(tiny_config(tiny_cifar, tmp_path / "other", init_from=str(tmp_path / "plain.ckpt")))
 
 
 def test_class_count_must_match_the_dataset(tiny_cifar, tmp_path):
