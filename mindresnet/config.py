@@ -28,7 +28,7 @@ from mindresnet.models.registry import VARIANTS, get_variant
 from mindresnet.models.resnet import STEMS
 from mindresnet.runtime import normalize_device
 
-LR_SCHEDULES = ("cosine", "onecycle", "step", "constant", "plateau")
+LR_SCHEDULES = ("cosine", "cosine_epoch", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 OPTIMIZERS = ("momentum", "sgd", "adamw")
 NONE_WORDS = ("none", "null", "")
@@ -64,9 +64,12 @@ class TrainConfig:
     lr: float = option(1e-3, "peak learning rate")
     min_lr: float = option(1e-5, "floor of the cosine / onecycle decay")
     momentum: float = option(0.9, "optimizer momentum")
-    lr_schedule: str = option("cosine", "cosine, onecycle, step, constant, or plateau (constant; x0.1 after "
-                                        "--plateau-patience epochs without a better test accuracy)")
-    plateau_patience: int = option(2, "epochs without improvement before --lr-schedule plateau lowers the LR")
+    lr_schedule: str = option("cosine", "cosine (a new rate every step), cosine_epoch (one rate per epoch, as "
+                                        "the tutorial's nn.cosine_decay_lr), onecycle, step, constant, or plateau "
+                                        "(constant; x0.1 after --plateau-patience evaluations without a better "
+                                        "accuracy)")
+    plateau_patience: int = option(2, "evaluations (every --eval-every epochs) without improvement before "
+                                      "--lr-schedule plateau lowers the LR")
     warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
     weight_decay: float = option(0.0, "weight decay (BatchNorm gamma/beta and biases excluded)")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)")

@@ -20,7 +20,9 @@ def lr_schedule(name: str, lr: float, min_lr: float, epochs: int, steps_per_epoc
     """Learning rate of every step of the run.
 
     Args:
-        name: ``cosine`` (warm-up, then cosine from ``lr`` to ``min_lr``), ``onecycle`` (linear
+        name: ``cosine`` (warm-up, then cosine from ``lr`` to ``min_lr``, a new rate every step),
+            ``cosine_epoch`` (the same cosine, one rate per epoch: MindSpore's ``nn.cosine_decay_lr``,
+            the tutorial's schedule, whose last epoch stays above ``min_lr``), ``onecycle`` (linear
             rise from ``lr/25`` over ``warmup_epochs`` or 30% of the run, then cosine to ``min_lr``),
             ``step`` (x0.1 at 50% and 75% of the run), ``constant``, or ``plateau`` (constant after
             the warm-up; :class:`PlateauMonitor` lowers it when the test accuracy stops improving).
@@ -40,7 +42,9 @@ def lr_schedule(name: str, lr: float, min_lr: float, epochs: int, steps_per_epoc
             rates.append(start + (lr - start) * step / warmup)
             continue
         progress = (step - warmup) / max(1, total - warmup)
-        if name in ("cosine", "onecycle"):
+        if name == "cosine_epoch":
+            progress = ((step - warmup) // steps_per_epoch) / max(1, -(-(total - warmup) // steps_per_epoch))
+        if name in ("cosine", "cosine_epoch", "onecycle"):
             rates.append(min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress)))
         elif name == "step":
             rates.append(lr * (0.1 ** (int(progress >= 0.5) + int(progress >= 0.75))))
@@ -339,8 +343,8 @@ def evaluate(net: nn.Cell, dataset) -> Dict[str, float]:
 class PlateauMonitor:
     """Test accuracy watcher with the semantics of MindSpore's ``ReduceLROnPlateau`` and ``EarlyStopping``.
 
-    An epoch improves when its accuracy beats the best so far by more than ``min_delta``; after
-    ``patience`` epochs without improvement, :meth:`step` says so (and, for a plateau, waits
+    An evaluation improves when its accuracy beats the best so far by more than ``min_delta``; after
+    ``patience`` evaluations without improvement, :meth:`step` says so (and, for a plateau, waits
     ``patience`` more before saying it again: the callback's ``wait`` reset, without cooldown).
 
     The callbacks themselves are not used: they expect ``Model.train``'s run context (this loop

@@ -6,7 +6,8 @@ its name), preprocesses each image as evaluation does (the checkpoint's
 :class:`~mindresnet.data.preprocess.Preprocess`; RGBA, grayscale and palette images are converted to RGB), runs ``--batch-size`` images per
 forward pass and prints the top-k classes, most likely first; ``--csv FILE`` and ``--json`` give
 one row per image. Files in folders that are not images are listed as skipped. An image that
-cannot be decoded is reported and the others are still predicted; the exit code is then 3.
+cannot be decoded (a file with an image format's signature counts as one) is reported and the others
+are still predicted; the exit code is then 3.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ DEFAULT_BATCH_SIZE = 32  # images per forward pass
 EXIT_SOME_FAILED = 3  # some images could not be read; the others were predicted
 DECODE_ERRORS = (OSError, SyntaxError, ValueError)  # what PIL raises on unreadable files (OSError covers
 # UnidentifiedImageError and truncated data)
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+              b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # leading bytes of image formats (WebP: RIFF....WEBP)
 
 
 @dataclass
@@ -41,7 +44,8 @@ class ImageInputs:
 
     ``images``: files PIL recognises as images, in the order given (folders sorted, recursively).
     ``skipped``: ``(path, reason)`` of files found in folders that are not images.
-    ``failed``: ``(path, reason)`` of files named on the command line that are not images.
+    ``failed``: ``(path, reason)`` of files named on the command line that are not images, and of
+    files that carry an image format's signature but cannot be read (broken images).
     """
 
     images: List[Path] = field(default_factory=list)
@@ -60,9 +64,21 @@ def not_an_image(path: Path) -> Optional[str]:
         with Image.open(path):
             return None
     except UnidentifiedImageError:
+        kind = image_signature(path)
+        if kind:
+            return f"a corrupt {kind} image (it starts with the {kind} signature, but PIL cannot read it)"
         return "not an image (PIL does not recognise its content)"
     except DECODE_ERRORS as exc:
         return f"not a readable image ({exc})"
+
+
+def image_signature(path: Path) -> Optional[str]:
+    """The image format whose signature ``path`` starts with (``PNG``, ``JPEG``...), or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def find_images(paths: Sequence[PathLike]) -> ImageInputs:
@@ -88,7 +104,8 @@ def find_images(paths: Sequence[PathLike]) -> ImageInputs:
             if reason is None:
                 found.images.append(path)
             else:
-                (found.failed if path == given else found.skipped).append((path, reason))
+                broken = path == given or image_signature(path) is not None
+                (found.failed if broken else found.skipped).append((path, reason))
     return found
 
 

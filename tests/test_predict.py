@@ -220,6 +220,24 @@ def test_folder_is_searched_recursively_and_a_corrupt_image_is_skipped_with_exit
     assert "1 of 5 images could not be read" in captured.err and "exit code 3" in captured.err
 
 
+def test_a_broken_file_with_an_image_signature_is_a_failed_image(random_ckpt, tmp_path, capsys):
+    root = tmp_path / "photos"
+    root.mkdir()
+    random_image(0).save(root / "good.png")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (root / "broken-jpeg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 8)
+    (root / "notes.txt").write_text("not an image")
+    code = predict.main([str(root), "--ckpt", str(random_ckpt), "--json"])
+    captured = capsys.readouterr()
+    assert code == predict.EXIT_SOME_FAILED, captured.err
+    report = json.loads(captured.out)
+    errors = {Path(row["path"]).name: row.get("error") for row in report["predictions"]}
+    assert errors["good.png"] is None
+    assert "a corrupt PNG image" in errors["broken.png"] and "not a readable image" in errors["broken-jpeg"]
+    assert [Path(entry["path"]).name for entry in report["skipped"]] == ["notes.txt"]
+    assert f"failed {root / 'broken.png'}: a corrupt PNG image" in captured.err
+
+
 def test_batch_size_does_not_change_the_predictions(random_ckpt, tmp_path):
     net, meta = load_trained_model(random_ckpt)
     paths = []

@@ -165,6 +165,14 @@ def test_lr_schedules():
     assert lr_schedule("constant", 0.3, 0.0, epochs=2, steps_per_epoch=3) == pytest.approx([0.3] * 6)
 
 
+def test_cosine_epoch_is_the_tutorials_cosine_decay_lr():
+    from mindresnet.engine import lr_schedule
+
+    tutorial = ms.nn.cosine_decay_lr(min_lr=1e-5, max_lr=1e-3, total_step=5 * 7, step_per_epoch=7, decay_epoch=5)
+    assert lr_schedule("cosine_epoch", 1e-3, 1e-5, epochs=5, steps_per_epoch=7) == pytest.approx(tutorial, rel=1e-12)
+    assert len(set(tutorial)) == 5, "one rate per epoch"
+
+
 def test_label_smoothing_changes_the_loss():
     logits = ms.Tensor(np.array([[4.0, 0.0, -2.0], [0.5, 2.0, 0.0]], np.float32))
     labels = ms.Tensor(np.array([0, 1], np.int32))
