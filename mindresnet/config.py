@@ -32,13 +32,14 @@ LR_SCHEDULES = ("cosine", "cosine_epoch", "onecycle", "step", "constant", "plate
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 OPTIMIZERS = ("momentum", "sgd", "adamw")
 NONE_WORDS = ("none", "null", "")
+BALANCED = "balanced"  # the one value of --class-weights and --sampler
 HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
 DEFAULT_HEAD_EPOCHS = 1  # head-only epochs of --pretrained runs when --freeze-epochs is unset
 
 
-def option(default: Any, help_text: str, **kwargs: Any) -> Any:
-    """A TrainConfig field with its ``--help`` text."""
-    return dataclasses.field(default=default, metadata={"help": help_text}, **kwargs)
+def option(default: Any, help_text: str, aliases: Tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """A TrainConfig field with its ``--help`` text and other spellings of its flag (``aliases``)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "aliases": aliases}, **kwargs)
 
 
 @dataclass
@@ -92,9 +93,26 @@ class TrainConfig:
     cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
     auto_augment: Optional[str] = option(None, "randaugment or autoaugment (MindSpore's ops) after the crop and "
                                                "flip of training images; unset: off")
+    reprob: float = option(0.0, "random erasing: probability that a training image gets a random rectangle erased "
+                                "(MindSpore's RandomErasing, after normalisation); 0: off", aliases=("--re_prob",))
+    color_jitter: float = option(0.0, "colour jitter strength S: brightness, contrast and saturation of training "
+                                      "images each scaled by a random factor in [1-S, 1+S] (RandomColorAdjust); 0: off")
+    drop_path: float = option(0.0, "stochastic depth: drop rate of the last residual block, rising linearly from 0 "
+                                   "over the blocks (timm's --drop-path); training only; 0: off",
+                              aliases=("--drop_path_rate",))
+    class_weights: Optional[str] = option(None, "balanced: weight each class in the loss by images / (classes x its "
+                                                "images) of the training split; unset: off")
+    sampler: Optional[str] = option(None, "balanced: each epoch draws its images by picking a class uniformly, then "
+                                          "one of its images (with replacement); unset: a shuffle")
     grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
     clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
-    early_stop: Optional[int] = option(None, "stop after N evaluations without a better test accuracy; unset: off")
+    early_stop: Optional[int] = option(None, "stop after N evaluations without a better validation accuracy; "
+                                             "unset: off")
+    val_split: Optional[float] = option(None, "fraction of the training images held out (stratified, seeded by "
+                                              "--seed) to pick the best checkpoint, cut the plateau LR and stop "
+                                              "early; the test split is then scored once, at the end. Unset: 0 for "
+                                              "CIFAR-10 (its test split picks, as in the tutorial), 0.1 for image "
+                                              "folders without val/")
     keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
     seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
     ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves and the resolved config")
@@ -149,8 +167,14 @@ class TrainConfig:
             (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
             (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
             (self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}"),
+            (0 <= self.reprob <= 1, f"--reprob must be in [0, 1], got {self.reprob}"),
+            (0 <= self.color_jitter <= 1, f"--color-jitter must be in [0, 1], got {self.color_jitter}"),
+            (0 <= self.drop_path < 1, f"--drop-path must be in [0, 1), got {self.drop_path}"),
+            (self.class_weights in (None, BALANCED), f"--class-weights must be {BALANCED}, got {self.class_weights!r}"),
+            (self.sampler in (None, BALANCED), f"--sampler must be {BALANCED}, got {self.sampler!r}"),
             (self.clip_grad is None or self.clip_grad > 0, "--clip-grad must be > 0"),
             (self.early_stop is None or self.early_stop >= 1, "--early-stop must be >= 1"),
+            (self.val_split is None or 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.plateau_patience >= 1, "--plateau-patience must be >= 1"),
             (self.keep_best >= 0, "--keep-best must be >= 0"),
             (self.auto_augment is None or self.auto_augment in AUTO_AUGMENTS,
@@ -224,6 +248,8 @@ class TrainConfig:
         """(value, flag) of the options a linear probe cannot honour; a truthy value means it is set."""
         return [(self.freeze_epochs, "--freeze-epochs"), (self.head_lr, "--head-lr (set the probe's rate with --lr)"),
                 (self.mixup or self.cutmix, "--mixup/--cutmix"), (self.auto_augment, "--auto-augment"),
+                (self.reprob or self.color_jitter, "--reprob/--color-jitter"), (self.drop_path, "--drop-path"),
+                (self.sampler, "--sampler"),
                 (self.ema, "--ema"), (self.grad_accum > 1, "--grad-accum"), (self.clip_grad, "--clip-grad"),
                 (self.layer_decay != 1.0 or self.head_lr_scale != 1.0, "--layer-decay/--head-lr-scale")]
 
@@ -347,14 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
                                 default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
-            parser.add_argument(flag_name(field.name), dest=field.name, default=argparse.SUPPRESS,
+            parser.add_argument(flag_name(field.name), *field.metadata.get("aliases", ()), dest=field.name,
+                                default=argparse.SUPPRESS,
                                 metavar=field.name.upper(), help=help_text)
     return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """Resolve defaults, ``--config`` YAML and command-line flags into a validated TrainConfig."""
-    cli = vars(build_parser().parse_args(argv))
+    return resolve_config(vars(build_parser().parse_args(argv)))
+
+
+def resolve_config(cli: Dict[str, Any]) -> TrainConfig:
+    """A validated TrainConfig from the raw flag values of :func:`build_parser` (flags not given are
+    absent), over ``--config`` YAML, over the defaults; for tools that add flags of their own."""
     known = {f.name: f for f in fields(TrainConfig)}
     values: Dict[str, Any] = {}
     if cli.get("config"):

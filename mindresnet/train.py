@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -24,19 +25,23 @@ from mindresnet.cli import run_guarded
 from mindresnet.config import TrainConfig, parse_args, save_config
 from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.transforms import mix_batches
-from mindresnet.data.factory import LoadedDataset, create_dataset
+from mindresnet.data.factory import LoadedDataset, create_dataset, default_val_split, get_dataset_kind
+from mindresnet.data.preprocess import Preprocess
 from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
-from mindresnet.errors import CheckpointError, ConfigError
+from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
+from mindresnet.fileio import write_text
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
 from mindresnet.preemption import EpochProgress, StopSignals, epoch_batches, read_resume_checkpoint
+from mindresnet.run_folder import own_folder
 from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
 
 # Prefixes of optimizer entries that the config, not the checkpoint, sets (per-group rates: learning_rate_group_<i>).
 SCHEDULE_PARAMS = ("learning_rate", "momentum")
-RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size")
+RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size", "preprocess", "val_split", "val_seed")
+BEST_JSON = "best.json"
 
 
 @dataclass
@@ -49,16 +54,50 @@ class FitResult:
     epochs_run: int
     global_step: int  # optimizer updates of the last stage run (0 when nothing was left to train)
     history: List[Dict[str, float]] = field(default_factory=list)
+    selection_split: str = "test"  # the split that picked the best checkpoint
+    test: Optional[Dict[str, float]] = None  # the best checkpoint's scores on the test split, when one was held apart
 
 
-def build_datasets(config: TrainConfig, dist: DistInfo) -> Tuple[LoadedDataset, LoadedDataset]:
-    """(train split sharded for this rank, eval split) of ``config.dataset``."""
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, workers=config.workers)
+@dataclass
+class RunData:
+    """The pipelines of a run: training images, the split that picks the best checkpoint (and drives the
+    plateau LR and early stopping), and the test split scored once at the end."""
+
+    train: LoadedDataset  # sharded for this rank
+    select: LoadedDataset
+    select_name: str  # "val" (held out of the training images) or the dataset's own split ("test" for CIFAR-10)
+    test: Optional[LoadedDataset]  # None when ``select`` is the dataset's own held-out split, or it has none
+    val_split: float  # fraction of the training images held out (0: none)
+
+
+def resolve_val_split(config: TrainConfig) -> float:
+    """``--val-split``, or the dataset's default (:func:`~mindresnet.data.factory.default_val_split`)."""
+    if config.val_split is not None:
+        return config.val_split
+    fraction = default_val_split(config.dataset, config.data_dir)
+    if fraction:
+        logger.info("%s has no held-out split of its own: holding out %g of the training images (stratified, "
+                    "seed %d) to pick the best checkpoint; --val-split sets the fraction", config.data_dir, fraction,
+                    config.seed)
+    return fraction
+
+
+def build_datasets(config: TrainConfig, dist: DistInfo, preprocess: Preprocess, val_split: float) -> RunData:
+    """The :class:`RunData` of ``config.dataset``, its images preprocessed by ``preprocess``."""
+    common = dict(preprocess=preprocess, batch_size=config.batch_size, workers=config.workers, val_split=val_split,
+                  seed=config.seed)
     train = create_dataset(config.dataset, config.data_dir, "train", num_shards=dist.shards, shard_id=dist.shard_id,
                            download=config.download, auto_augment=config.auto_augment,
+                           color_jitter=config.color_jitter, reprob=config.reprob, sampler=config.sampler,
                            class_indices_path=Path(config.ckpt_dir) / CLASS_INDICES_FILE if dist.is_main else None,
                            **common)
-    return train, create_dataset(config.dataset, config.data_dir, "eval", **common)
+    own = get_dataset_kind(config.dataset)
+    if not val_split:
+        return RunData(train, create_dataset(config.dataset, config.data_dir, "eval", **common), own.eval_usage,
+                       None, 0.0)
+    test = (create_dataset(config.dataset, config.data_dir, "eval", **common)
+            if own.has_eval_split(config.data_dir) else None)
+    return RunData(train, create_dataset(config.dataset, config.data_dir, "val", **common), "val", test, val_split)
 
 
 def checkpoint_paths(config: TrainConfig) -> Tuple[Path, Path]:
@@ -102,7 +141,7 @@ class FullStage:
         self.optimizer = finetune.optimizer_for(net, config, rates)
         self.ema = finetune.EMA(net, config.ema) if config.ema else None
         self.train_step = engine.build_train_step(
-            net, engine.build_loss(config.label_smoothing), self.optimizer, config.amp, config.loss_scale,
+            net, finetune.loss_for(config, num_classes), self.optimizer, config.amp, config.loss_scale,
             grad_accum=config.grad_accum, clip_grad=config.clip_grad, ema=self.ema, steps_per_epoch=steps)
 
     def run_epoch(self, epoch: int, progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None]) -> None:
@@ -115,7 +154,7 @@ class FullStage:
         return finetune.evaluation_weights(self.ema)
 
     def evaluate(self) -> Dict[str, float]:
-        """Top-1, top-5 and loss on the test split."""
+        """Top-1, top-5 and loss on the selection split."""
         scores = engine.evaluate(self.net, self.test_ds)
         self.train_step.set_train(True)
         return scores
@@ -153,9 +192,10 @@ def build_stage(name: str, first_epoch: int, net, config: TrainConfig, dist: Dis
     """The :class:`FullStage` or :class:`finetune.HeadStage` that trains epochs ``first_epoch`` onwards."""
     if name == "full":
         return FullStage(net, config, dist, train, test, num_classes, first_epoch)
-    plain = create_dataset(config.dataset, config.data_dir, "train", image_size=config.image_size,
+    plain = create_dataset(config.dataset, config.data_dir, "train", preprocess=train.preprocess,
                            batch_size=config.batch_size, workers=config.workers, augment=False, shuffle=False,
-                           drop_remainder=False, num_shards=dist.shards, shard_id=dist.shard_id)
+                           drop_remainder=False, num_shards=dist.shards, shard_id=dist.shard_id,
+                           val_split=config.val_split or 0.0, seed=config.seed)
     lr, flag = config.head_stage_lr()
     return finetune.HeadStage(net, config, plain.pipeline, test.pipeline, config.head_epochs(), lr, flag,
                               warmup_epochs=config.warmup_epochs if config.linear_probe else 0.0, shards=dist.shards)
@@ -163,10 +203,10 @@ def build_stage(name: str, first_epoch: int, net, config: TrainConfig, dist: Dis
 
 class RunRecord:
     """What a run writes across its epochs and stages: last, best and top-k checkpoints, metrics.csv,
-    the curves, and the best accuracy so far."""
+    the curves, the best accuracy so far on the ``selection`` split, and at the end best.json."""
 
-    def __init__(self, config: TrainConfig, dist: DistInfo, net, meta: CheckpointMeta):
-        self.config, self.dist, self.net, self.meta = config, dist, net, meta
+    def __init__(self, config: TrainConfig, dist: DistInfo, net, meta: CheckpointMeta, selection: str):
+        self.config, self.dist, self.net, self.meta, self.selection = config, dist, net, meta, selection
         self.folder = Path(config.ckpt_dir)
         self.best_path, self.last_path = checkpoint_paths(config)
         self.top_k = engine.TopKCheckpoints(self.folder, config.arch, config.keep_best) if config.keep_best else None
@@ -179,9 +219,22 @@ class RunRecord:
                                  step=progress.step, epoch_loss_sum=progress.loss_sum,
                                  epoch_seconds=progress.seconds)
         if self.dist.is_main:
+            self.require_finite(stage.parameters(), f"after epoch {epochs_done}, step {progress.step}")
             save_checkpoint(stage.parameters(), self.last_path, meta, keep_backup=True)
         elif (rank_copy := rank_weights_path(self.last_path, self.dist)) is not None:  # test hook, distributed.py
             save_checkpoint(stage.parameters(), rank_copy, self.meta.replace(epoch=epochs_done, rank=self.dist.rank))
+
+    def remedy(self) -> str:
+        """What to try after a divergence, and what is kept."""
+        return (f"Lower --lr (now {self.config.lr}), add --clip-grad 1.0, or use --amp O0; the checkpoints "
+                f"in {self.folder} keep the last finite state.")
+
+    def require_finite(self, params, when: str) -> None:
+        """Raise TrainingDiverged, before anything is written, when a parameter holds NaN or inf."""
+        bad = [param.name for param in params if not np.isfinite(param.asnumpy()).all()]
+        if bad:
+            raise TrainingDiverged(f"{len(bad)} parameters became NaN or infinite {when} ({', '.join(bad[:3])}"
+                                   f"{' ...' if len(bad) > 3 else ''}): training diverged. {self.remedy()}")
 
     def evaluates(self, epoch: int) -> bool:
         """Whether this process evaluates after ``epoch`` (``--eval-every``, and always the last)."""
@@ -190,7 +243,11 @@ class RunRecord:
     def evaluate(self, stage, epoch: int) -> Dict[str, float]:
         """Score ``stage``'s evaluation weights after ``epoch``; keep them as best / top-k when they rank."""
         with stage.evaluation_weights():
+            self.require_finite(self.net.get_parameters(), f"after epoch {epoch + 1}")
             scores = stage.evaluate()
+            if not math.isfinite(scores["loss"]):
+                raise TrainingDiverged(f"the evaluation loss became {scores['loss']} after epoch {epoch + 1}: "
+                                       f"training diverged. {self.remedy()}")
             scored = self.meta.replace(stage=stage.name, epoch=epoch + 1, accuracy=scores["accuracy"])
             if scores["accuracy"] > self.best_accuracy:
                 self.best_accuracy = scores["accuracy"]
@@ -206,9 +263,34 @@ class RunRecord:
         if self.dist.is_main:
             write_metrics(self.history, self.folder / "metrics.csv")
             plot_training_curves(self.history, self.folder / "training_curves.png")
-            logger.info("epoch %d/%d (%s) loss %.4f acc %s lr %.2e %.1fs %.1f img/s", epoch + 1, self.config.epochs,
-                        stage.name, row["loss"], f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"],
-                        row["seconds"], row["images_per_s"])
+            logger.info("epoch %d/%d (%s) loss %.4f %s acc %s lr %.2e %.1fs %.1f img/s", epoch + 1,
+                        self.config.epochs, stage.name, row["loss"], self.selection,
+                        f"{row['accuracy']:.4f}" if "accuracy" in row else "-", row["lr"], row["seconds"],
+                        row["images_per_s"])
+
+    def finish(self, test: Optional[LoadedDataset]) -> Optional[Dict[str, float]]:
+        """Score the best checkpoint once on ``test`` (when the run has a test split apart from its selection
+        split), add the scores to the last metrics row, and write best.json. Returns the test scores."""
+        if not self.dist.is_main:
+            return None
+        scores = None
+        if test is not None and self.best_path.exists():
+            params, _ = read_checkpoint(self.best_path)
+            assign_parameters(self.net, params)
+            scores = engine.evaluate(self.net, test.pipeline)
+            logger.info("test split: top-1 %.4f top-5 %.4f loss %.4f on %d images (the best checkpoint, picked on "
+                        "%s)", scores["accuracy"], scores["top5"], scores["loss"], scores["count"], self.selection)
+            if self.history:
+                self.history[-1].update({f"test_{key}": scores[key] for key in ("accuracy", "top5", "loss")})
+                write_metrics(self.history, self.folder / "metrics.csv")
+        scored = [row for row in self.history if not math.isnan(row.get("accuracy", math.nan))]
+        best = max(scored, key=lambda row: row["accuracy"], default=None)
+        summary = {"selection_split": self.selection, "val_split": self.meta.val_split, "val_seed": self.meta.val_seed,
+                   "best_checkpoint": str(self.best_path) if self.best_path.exists() else None,
+                   "best_epoch": int(best["epoch"]) if best else None,
+                   "best_accuracy": best["accuracy"] if best else None, "test": scores}
+        write_text(self.folder / BEST_JSON, json.dumps(summary, indent=2) + "\n")
+        return scores
 
 
 def accuracy_watch(stage, config: TrainConfig, history: List[Dict[str, float]]) -> engine.AccuracyWatch:
@@ -234,7 +316,8 @@ def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgres
             if record.evaluates(epoch):
                 with stop.abortable():
                     scores = record.evaluate(stage, epoch)
-                row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"])
+                row.update(accuracy=scores["accuracy"], top5=scores["top5"], eval_loss=scores["loss"],
+                           eval_split=record.selection)
                 stop_early = watch.observe(scores["accuracy"])
         except KeyboardInterrupt:  # Preempted, or Ctrl-C where no handler could be installed
             record.save_last(stage, epoch, progress)
@@ -244,7 +327,8 @@ def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgres
         record.end_epoch(stage, epoch, row)
         progress = EpochProgress()
         if stop_early:
-            logger.info("early stop: no better test accuracy in %d evaluations", record.config.early_stop)
+            logger.info("early stop: no better %s accuracy in %d evaluations", record.selection,
+                        record.config.early_stop)
             return True
     return False
 
@@ -266,55 +350,69 @@ def fit(config: TrainConfig) -> FitResult:
             last whole step for ``--resume``.
     """
     config.validate()
-    target = setup_context(config.device)
+    target = setup_context(config.device, dump_dir=config.ckpt_dir)
     dist = init_distributed()
+    with own_folder(Path(config.ckpt_dir), dist.is_main, resume=config.resume_checkpoint() is not None,
+                    overwrite=config.overwrite):
+        return _fit(config, target, dist)
+
+
+def _fit(config: TrainConfig, target: str, dist: DistInfo) -> FitResult:
+    """:func:`fit` once the run owns its folder."""
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
     if config.init_from:
         adopt_init_from(config)
     best_path, last_path = checkpoint_paths(config)
     resume_from = config.resume_checkpoint()
-    if resume_from is None and last_path.exists() and dist.is_main:
-        raise ConfigError(f"{last_path} already exists from an earlier run. Pass --resume to continue it, "
-                          "or --ckpt-dir <new folder> to start a new run without touching it.")
-    train, test = build_datasets(config, dist)
+    config.val_split = resolve_val_split(config)
+    data = build_datasets(config, dist, get_dataset_kind(config.dataset).preprocess(config.image_size),
+                          config.val_split)
+    train = data.train
     class_names = train.class_names
     num_classes = config.num_classes or len(class_names)
     if num_classes != len(class_names):
         raise ConfigError(f"--num-classes {num_classes} does not match the {len(class_names)} classes of "
                           f"{config.data_dir}. Omit --num-classes to use the dataset's.")
     net = create_model(config.arch, num_classes=num_classes, pretrained=config.init_from or config.pretrained_value(),
-                       stem=config.stem)
-    meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, image_size=config.image_size,
-                          mean=tuple(train.mean), std=tuple(train.std), class_names=list(class_names),
-                          dataset=config.dataset, convention=net.convention, mindresnet=__version__)
-    record = RunRecord(config, dist, net, meta)
+                       stem=config.stem, drop_path=config.drop_path, allow_partial=config.allow_partial)
+    meta = CheckpointMeta(arch=config.arch, num_classes=num_classes, stem=config.stem, preprocess=train.preprocess,
+                          class_names=list(class_names), dataset=config.dataset, convention=net.convention,
+                          mindresnet=__version__, val_split=data.val_split,
+                          val_seed=config.seed if data.val_split else None, drop_path=config.drop_path)
+    record = RunRecord(config, dist, net, meta, data.select_name)
     start_epoch, progress, resumed = 0, EpochProgress(), None
     if resume_from is not None:
         resumed = read_resume(resume_from, meta, config.head_epochs(), net)
         start_epoch, progress = resumed.meta.epoch, resumed.progress
         record.best_accuracy = resumed.meta.best_accuracy if resumed.meta.best_accuracy is not None else -1.0
-        record.history = [row for row in read_metrics(record.folder / "metrics.csv") if row["epoch"] <= start_epoch]
+        record.history = [{key: value for key, value in row.items() if not key.startswith("test_")}  # rescored at the end
+                          for row in read_metrics(record.folder / "metrics.csv") if row["epoch"] <= start_epoch]
     if dist.is_main:
         save_config(config, record.folder / "config.yaml")
     logger.info("training %s on %s (%s): %s, global batch %d, rank %d of %d", config.arch, target, config.dataset,
                 " + ".join(f"{end - first} {name} epochs" for name, first, end in stage_plan(config)),
                 config.batch_size * dist.shards, dist.rank, dist.shards)
+    logger.info("the %s split picks the best checkpoint%s", data.select_name,
+                f" (a {data.val_split:g} stratified hold-out of the training images, seed {config.seed}); the "
+                "test split is scored once at the end" if data.val_split else " (no separate test score)")
     stage = None
     with StopSignals(leader=dist.is_main) as stop:
         for name, first, end in stage_plan(config):
             if end <= start_epoch:
                 continue
-            stage = build_stage(name, first, net, config, dist, train, test, num_classes)
+            stage = build_stage(name, first, net, config, dist, train, data.select, num_classes)
             if resumed is not None and resumed.meta.stage == name:
                 resumed.restore(stage)
             stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop)
             progress = EpochProgress()
             if stopped_early:
                 break
+    test_scores = record.finish(data.test)
     return FitResult(best_accuracy=record.best_accuracy, best_path=best_path if best_path.exists() else None,
                      last_path=last_path, epochs_run=len(record.history) - start_epoch,
-                     global_step=stage.global_step if stage is not None else 0, history=record.history)
+                     global_step=stage.global_step if stage is not None else 0, history=record.history,
+                     selection_split=data.select_name, test=test_scores)
 
 
 def adopt_init_from(config: TrainConfig) -> None:
@@ -417,7 +515,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def train() -> int:
         result = fit(parse_args(argv))
-        print(f"best accuracy {result.best_accuracy:.4f}: {result.best_path}")
+        print(f"best {result.selection_split} accuracy {result.best_accuracy:.4f}: {result.best_path}")
+        if result.test is not None:
+            print(f"test accuracy {result.test['accuracy']:.4f} (top-5 {result.test['top5']:.4f}) of that checkpoint")
         return 0
 
     return run_guarded(train)
