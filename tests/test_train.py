@@ -89,7 +89,7 @@ def test_existing_run_is_not_overwritten(tiny_cifar, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "resnet18-last.ckpt").write_bytes(b"precious")
-    with pytest.raises(ConfigError, match="already exists.*--resume"):
+    with pytest.raises(ConfigError, match="earlier run.s results.*--resume"):
         train.fit(tiny_config(tiny_cifar, ckpt))
     assert (ckpt / "resnet18-last.ckpt").read_bytes() == b"precious"
 
@@ -285,3 +285,14 @@ def test_optimizer_updates_follow_the_pytorch_formulas(name):
         v = 0.9 * v + grad
         w = w - lr * (grad + 0.9 * v if name == "sgd" else v)
         np.testing.assert_allclose(net.w.asnumpy(), w, rtol=1e-5)
+
+
+def test_divergence_at_the_last_step_of_an_epoch_writes_nothing(tiny_cifar, tmp_path):
+    train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1))
+    files = {path: path.read_bytes() for path in (tmp_path / "ckpt").iterdir() if path.suffix in (".ckpt", ".csv")}
+    # One step: its loss is finite, the update it makes (an LR beyond float32) is not.
+    diverging = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=2, resume=True, lr=1e300, min_lr=1e299,
+                            max_steps_per_epoch=1)
+    with pytest.raises(TrainingDiverged, match="parameters became NaN or infinite after epoch 2.*Lower --lr"):
+        train.fit(diverging)
+    assert {path: path.read_bytes() for path in files} == files
