@@ -13,6 +13,7 @@ from mindresnet import evaluate
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.data import DataError
 from mindresnet.data.constants import RECORD_BYTES
+from mindresnet.metrics import calibration
 from mindresnet.trained import build_eval_dataset, load_trained_model
 
 SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
@@ -70,10 +71,16 @@ def test_evaluate_model_on_real_images(model, sample_dir):
 
 
 def test_report_of_an_absent_class_is_null_in_json():
-    report = evaluate.EvalReport(0.5, 1.0, 0.7, 2, ["a", "b", "c"], np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]]))
-    per_class = json.loads(json.dumps(report.to_dict()))["per_class"]
-    assert per_class[0]["accuracy"] == 0.5 and per_class[1]["accuracy"] is None
-    assert "-" in evaluate.format_report(report).splitlines()[-1]
+    cal = calibration(np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0]]), np.array([0, 1]))
+    report = evaluate.EvalReport(0.5, 1.0, 0.7, 2, ["a", "b", "c"], np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]]), cal)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["per_class"][0]["accuracy"] == 0.5 and data["per_class"][1]["accuracy"] is None
+    assert data["per_class"][0]["precision"] == 1.0 and data["per_class"][1]["precision"] == 0.0
+    assert data["macro_avg"]["recall"] == 0.5  # only class a has images
+    assert data["ece"] == pytest.approx(cal.ece)
+    lines = evaluate.format_report(report).splitlines()
+    assert "-" in next(line for line in lines if line.startswith("c "))
+    assert lines[-2].startswith("macro avg") and lines[-1].startswith("weighted avg")
 
 
 def test_evaluate_cli_json_and_confusion_png(trained_ckpt, sample_dir, tmp_path, capsys):
@@ -85,7 +92,12 @@ def test_evaluate_cli_json_and_confusion_png(trained_ckpt, sample_dir, tmp_path,
     assert out["count"] == SAMPLE and 0 <= out["accuracy"] <= out["top5"] <= 1
     assert len(out["per_class"]) == 10 and np.array(out["confusion_matrix"]).sum() == SAMPLE
     assert out["confusion_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]  # no temporary file left
+    assert set(out["macro_avg"]) == set(out["weighted_avg"]) == {"precision", "recall", "f1"}
+    assert 0 <= out["ece"] <= 1 and sum(out["calibration"]["bin_counts"]) == SAMPLE
+    assert {"precision", "recall", "f1"} <= set(out["per_class"][0])
+    reliability = tmp_path / evaluate.RELIABILITY_PNG  # beside the confusion matrix
+    assert out["reliability_png"] == str(reliability) and reliability.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", evaluate.RELIABILITY_PNG]  # no temporary file
 
 
 def test_evaluate_cli_missing_data_dir_is_a_clear_error(trained_ckpt, tmp_path, capsys):
@@ -119,3 +131,13 @@ def test_folder_checkpoint_evaluates_the_val_split(trained_ckpt, real_subset, tm
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert json.loads(captured.out)["count"] == 20
+
+
+def test_report_is_printed_before_the_figures_are_written(trained_ckpt, sample_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = evaluate.main(["--ckpt", str(trained_ckpt), "--data-dir", str(sample_dir), "--batch-size", "32",
+                          "--confusion", str(blocker / "cm.png")])
+    captured = capsys.readouterr()
+    assert code == 1 and "error: " in captured.err
+    assert "weighted avg" in captured.out and "ECE" in captured.out
