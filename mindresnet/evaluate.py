@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="confusion-matrix PNG to write (default: confusion_matrix.png; '' to skip)")
     parser.add_argument("--reliability", default=None,
                         help=f"reliability-diagram PNG to write (default: {RELIABILITY_PNG} beside the confusion "
-                             "matrix; '' to skip)")
+                             "matrix, none without it; '' to skip)")
     parser.add_argument("--save-predictions", metavar="FILE.csv",
                         help="write one row per image, in dataset order: index, true class, predicted class, "
                              "its probability")
@@ -209,10 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def figure_paths(confusion: Optional[str], reliability: Optional[str]) -> Tuple[Optional[Path], Optional[Path]]:
-    """(confusion-matrix PNG, reliability-diagram PNG) to write; '' skips one, an unset reliability
-    path lies beside the confusion matrix."""
+    """(confusion-matrix PNG, reliability-diagram PNG) to write; '' skips one; an unset reliability
+    path lies beside the confusion matrix, and is skipped with it."""
     if reliability is None:
-        reliability = str(Path(confusion or ".").parent / RELIABILITY_PNG)
+        reliability = str(Path(confusion).parent / RELIABILITY_PNG) if confusion else ""
     return (Path(confusion) if confusion else None), (Path(reliability) if reliability else None)
 
 
