@@ -132,9 +132,14 @@ def scale_learning_rates(optimizer: nn.Optimizer, factor: float, min_lr: float =
         table.set_data(ms.Tensor(np.maximum(values * factor, np.minimum(values, min_lr))))
 
 
-def build_loss(label_smoothing: float = 0.0) -> nn.Cell:
-    """Mean softmax cross-entropy on integer labels."""
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+def build_loss(label_smoothing: float = 0.0, class_weights: Optional[Sequence[float]] = None) -> nn.Cell:
+    """Mean softmax cross-entropy on integer labels or soft targets (mixup/cutmix).
+
+    ``class_weights`` scale each class's term (PyTorch's ``weight``: with integer labels the mean
+    divides by the summed weights of the batch's labels, with soft targets by the batch size).
+    """
+    weight = ms.Tensor(np.asarray(class_weights, np.float32)) if class_weights is not None else None
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
 
 def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, amp: str = "O0",
