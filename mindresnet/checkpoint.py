@@ -25,8 +25,10 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, ms.Parameter], Optional[C
         CheckpointError: the file does not exist, is empty, truncated or not a checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a folder; pass the .ckpt file in it.")
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist. Check the --ckpt/--pretrained path.")
+        raise CheckpointError(f"Checkpoint {path} does not exist. Check the path.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"Checkpoint {path} is empty (0 bytes), probably an interrupted "
                               "download or copy. Delete it and download or copy it again.")

@@ -158,6 +158,7 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.loss_scale > 0, f"--loss-scale must be > 0, got {self.loss_scale}"),
             (self.eval_every >= 1, "--eval-every must be >= 1"),
+            (self.workers is None or self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
             (self.num_classes is None or self.num_classes >= 1, "--num-classes must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "--max-steps-per-epoch must be >= 1"),

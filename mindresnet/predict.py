@@ -97,9 +97,14 @@ def find_images(paths: Sequence[PathLike]) -> ImageInputs:
         else:
             raise ImageError(f"{given} does not exist. Check the path.")
         for path in files:
-            if path.resolve() in seen:
+            try:
+                resolved = path.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                found.skipped.append((path, "a symlink loop"))
                 continue
-            seen.add(path.resolve())
+            if resolved in seen:
+                continue
+            seen.add(resolved)
             reason = not_an_image(path)
             if reason is None:
                 found.images.append(path)

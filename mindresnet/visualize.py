@@ -136,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     dataset, class_names = build_eval_dataset(meta, args.data_dir, min(args.batch_size, args.num), args.workers,
                                               args.dataset)
     images, labels = first_batch(dataset, args.num)
+    if len(images) < args.num:
+        raise ConfigError(f"--num {args.num} is more than the {len(images)} images of the held-out split of "
+                          f"{args.data_dir}; pass --num {len(images)} or fewer.")
     tiles = plot_predictions(net, images, labels, class_names, meta.preprocess.mean, meta.preprocess.std, Path(args.out),
                              show=args.show)
     right = sum(tile.correct for tile in tiles)

@@ -21,7 +21,7 @@ from mindresnet.data.cifar10 import create_dataset_cifar10
 from mindresnet.data.folder import create_dataset_folder
 from mindresnet.data.holdout import Holdout
 from mindresnet.data.preprocess import Preprocess, cifar10_preprocess, imagenet_preprocess
-from mindresnet.errors import ConfigError
+from mindresnet.errors import ConfigError, DataError
 from mindresnet.fileio import PathLike
 
 SPLITS = ("train", "val", "eval")
@@ -98,6 +98,8 @@ def create_dataset(name: str, root: PathLike, split: str, *, batch_size: int, im
         ConfigError: unknown dataset or split. DataError: missing or malformed files (named).
     """
     kind = get_dataset_kind(name)
+    if Path(root).exists() and not Path(root).is_dir():
+        raise DataError(f"--data-dir {root} is a file, not a folder. Pass the dataset's folder.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if split == "val" and not val_split:

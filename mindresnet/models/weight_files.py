@@ -39,7 +39,7 @@ def read_weights(path: Union[str, os.PathLike]) -> Tuple[Params, Optional[Checkp
     if suffix not in TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,):
         return read_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"Weights file {path} does not exist. Check the --pretrained path.")
+        raise CheckpointError(f"Weights file {path} does not exist. Check the path.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"Weights file {path} is empty (0 bytes). Copy or download it again.")
     arrays = _read_safetensors(path) if suffix == SAFETENSORS_SUFFIX else _read_torch(path)
