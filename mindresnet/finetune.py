@@ -26,6 +26,8 @@ from mindspore import nn, ops
 from mindresnet import engine
 from mindresnet.checkpoint import assign_parameters
 
+from mindresnet.data.balance import balanced_class_weights
+from mindresnet.data.factory import split_labels
 logger = logging.getLogger("mindresnet.finetune")
 
 HEAD_PREFIX = "fc."
@@ -64,6 +66,16 @@ def optimizer_for(net: nn.Cell, config, rates) -> nn.Optimizer:
 
 
 def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
+def loss_for(config, num_classes: int) -> nn.Cell:
+    """The training loss of ``config`` (a TrainConfig): cross-entropy with its label smoothing and, with
+    ``--class-weights balanced``, inverse-frequency weights of the training split's classes."""
+    weights = None
+    if config.class_weights:
+        weights = balanced_class_weights(split_labels(config.dataset, config.data_dir), num_classes)
+        logger.info("class weights (%s): %s", config.class_weights, np.array2string(weights, precision=3))
+    return engine.build_loss(config.label_smoothing, weights)
+
+
     """The latest learning rates of the head (``lr``) and, when it trains, the stem (``lr_stem``)."""
     columns = {"lr": engine.current_lr(optimizer, net.fc.weight)}
     if net.conv1.weight.requires_grad:
@@ -237,7 +249,7 @@ class HeadStage:
                                    self.steps_per_epoch, warmup_epochs)
         self.optimizer = engine.build_optimizer(net.fc.trainable_params(), config.optimizer, rates, config.momentum,
                                                 config.weight_decay)
-        self.trainer = HeadTrainer(net, self.optimizer, engine.build_loss(config.label_smoothing),
+        self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, net.fc.weight.shape[0]),
                                    config.batch_size, config.seed)
 
     def run_epoch(self, epoch: int, progress, stop, save_last) -> None:
