@@ -29,6 +29,7 @@ from mindresnet.data.factory import LoadedDataset, create_dataset, default_val_s
 from mindresnet.data.preprocess import Preprocess
 from mindresnet.distributed import DistInfo, init_distributed, rank_weights_path
 from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
+from mindresnet.evaluate import RELIABILITY_PNG, evaluate_model, format_report, save_figures
 from mindresnet.fileio import write_text
 from mindresnet.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.models import create_model
@@ -42,6 +43,7 @@ logger = logging.getLogger("mindresnet.train")
 SCHEDULE_PARAMS = ("learning_rate", "momentum")
 RESUME_MUST_MATCH = ("arch", "num_classes", "stem", "convention", "image_size", "preprocess", "val_split", "val_seed")
 BEST_JSON = "best.json"
+TEST_REPORT = "test_report.json"  # the best checkpoint's evaluate report on the test split (runs with --val-split)
 
 
 @dataclass
@@ -270,16 +272,23 @@ class RunRecord:
 
     def finish(self, test: Optional[LoadedDataset]) -> Optional[Dict[str, float]]:
         """Score the best checkpoint once on ``test`` (when the run has a test split apart from its selection
-        split), add the scores to the last metrics row, and write best.json. Returns the test scores."""
+        split), add the scores to the last metrics row, and write best.json. Returns the test scores.
+
+        The full report (:mod:`mindresnet.evaluate`: per-class precision/recall/F1, averages, ECE) is
+        logged, then written as test_report.json, test_confusion_matrix.png and test_reliability_diagram.png."""
         if not self.dist.is_main:
             return None
         scores = None
         if test is not None and self.best_path.exists():
             params, _ = read_checkpoint(self.best_path)
             assign_parameters(self.net, params)
-            scores = engine.evaluate(self.net, test.pipeline)
-            logger.info("test split: top-1 %.4f top-5 %.4f loss %.4f on %d images (the best checkpoint, picked on "
-                        "%s)", scores["accuracy"], scores["top5"], scores["loss"], scores["count"], self.selection)
+            report = evaluate_model(self.net, test.pipeline, self.meta.class_names)
+            scores = {"accuracy": report.accuracy, "top5": report.top5, "loss": report.loss, "count": report.count,
+                      "macro_f1": report.averages()["macro"]["f1"], "ece": report.calibration.ece}
+            logger.info("test split: the best checkpoint, picked on %s\n%s", self.selection, format_report(report))
+            write_text(self.folder / TEST_REPORT, json.dumps(report.to_dict(), indent=2) + "\n")
+            save_figures(report, self.folder / "test_confusion_matrix.png",
+                         self.folder / f"test_{RELIABILITY_PNG}", title=f"{self.meta.arch} best checkpoint, test split")
             if self.history:
                 self.history[-1].update({f"test_{key}": scores[key] for key in ("accuracy", "top5", "loss")})
                 write_metrics(self.history, self.folder / "metrics.csv")

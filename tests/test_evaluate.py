@@ -141,3 +141,21 @@ def test_report_is_printed_before_the_figures_are_written(trained_ckpt, sample_d
     captured = capsys.readouterr()
     assert code == 1 and "error: " in captured.err
     assert "weighted avg" in captured.out and "ECE" in captured.out
+
+
+def test_training_run_ends_with_the_full_test_report(tiny_cifar, tmp_path, caplog):
+    from mindresnet.config import TrainConfig
+    from mindresnet.train import TEST_REPORT, fit
+
+    ckpt = tmp_path / "ckpt"
+    with caplog.at_level("INFO", logger="mindresnet.train"):
+        result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(tiny_cifar),
+                                 download=False, epochs=1, batch_size=8, max_steps_per_epoch=1, optimizer="sgd",
+                                 workers=1, val_split=0.2, ckpt_dir=str(ckpt)))
+    report = json.loads((ckpt / TEST_REPORT).read_text())
+    assert report["count"] == 20 and {"precision", "recall", "f1"} <= set(report["per_class"][0])
+    assert result.test["macro_f1"] == pytest.approx(report["macro_avg"]["f1"])
+    assert result.test["ece"] == pytest.approx(report["ece"])
+    assert "weighted avg" in caplog.text
+    for png in ("test_confusion_matrix.png", f"test_{evaluate.RELIABILITY_PNG}"):
+        assert (ckpt / png).read_bytes()[:4] == b"\x89PNG"
