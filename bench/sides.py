@@ -56,10 +56,11 @@ def mindspore_side(threads: Optional[int] = None) -> str:
     import mindspore as ms
 
     sys.path.insert(0, str(REPO))
+    from mindresnet import kernels
     from mindresnet.cpu_isa import isa_report
 
     threads = threads or cpu_count()
-    return (f"MindSpore {ms.__version__}: {isa_report()}; {threads} CPU kernel threads "
+    return (f"MindSpore {ms.__version__}: {isa_report()}; {kernels.status()}; {threads} CPU kernel threads "
             f"(op_tuning.threads_num); {omp_line()}")
 
 

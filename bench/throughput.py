@@ -89,7 +89,7 @@ def measure(run_step: Callable[[], None], images_per_step: int, steps: Optional[
 
 
 def child_mindresnet(model: str, stem: str, size: int, batch: int, steps: Optional[int], seconds: float,
-                     infer_seconds: float, small_map_gemm: bool = True) -> Dict[str, float]:
+                     infer_seconds: float) -> Dict[str, float]:
     """One row for mindresnet: its train step (as ``mindresnet.train`` builds it), then inference."""
     import mindspore as ms
     import numpy as np
@@ -103,7 +103,7 @@ def child_mindresnet(model: str, stem: str, size: int, batch: int, steps: Option
     ms.set_seed(0)
     net = create_model(model, num_classes=NUM_CLASSES, stem=stem)
     optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [LR] * 100_000, 0.9, 0.0)
-    train_step = engine.build_train_step(net, engine.build_loss(), optimizer, small_map_gemm=small_map_gemm)
+    train_step = engine.build_train_step(net, engine.build_loss(), optimizer)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
     labels = ms.Tensor(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
@@ -157,8 +157,7 @@ def run_child(args: argparse.Namespace) -> int:
     """Measure one row in this process and print it as one ``RESULT {json}`` line."""
     stem, size, batch = CONFIGS[args.configs[0]]
     if args.child == "mindresnet":
-        row = child_mindresnet(args.models[0], stem, size, batch, args.steps, args.seconds, args.infer_seconds,
-                               small_map_gemm=not args.no_small_map_gemm)
+        row = child_mindresnet(args.models[0], stem, size, batch, args.steps, args.seconds, args.infer_seconds)
     else:
         row = child_pytorch(args.models[0], stem, size, batch, args.steps, args.seconds, args.infer_seconds)
     row.update(framework=args.child, model=args.models[0], config=args.configs[0], batch=batch,
@@ -174,9 +173,9 @@ def spawn(framework: str, model: str, config: str, args: argparse.Namespace) -> 
                "--configs", config, "--seconds", str(args.seconds), "--infer-seconds", str(args.infer_seconds)]
     if args.steps:
         command += ["--steps", str(args.steps)]
-    if args.no_small_map_gemm:
-        command.append("--no-small-map-gemm")
     env = torch_env() if framework == "pytorch" else dict(os.environ)
+    if args.no_cpu_kernels and framework == "mindresnet":
+        env["MINDRESNET_CPU_KERNELS"] = "0"
     env["GLOG_v"] = os.environ.get("GLOG_v", "3")  # keep MindSpore's warnings out of the log
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     for line in proc.stdout.splitlines():
@@ -206,7 +205,7 @@ def markdown(rows: List[Dict], info: Dict) -> str:
     """The result table (one line per model and config) with the run's context above it."""
     lines = [f"Machine: {info['cpu']}; Python {info['python']}; "
              f"load average {info['load_before']} before, {info['load_after']} after; "
-             f"{info['minutes']:.1f} min; small-map GEMM {info['small_map_gemm']}.",
+             f"{info['minutes']:.1f} min; mindresnet CPU kernels {info['cpu_kernels']}.",
              f"- mindresnet side: {info.get('mindspore_side', '?')}",
              f"- PyTorch side: {info.get('torch_side', '?')}", "",
              "| model | config | train img/s mindresnet | train img/s PyTorch | ratio | infer img/s mindresnet "
@@ -241,8 +240,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", nargs="+", default=[], help="write the results to .json and/or .md files")
     parser.add_argument("--torch-python", default=sys.executable,
                         help="interpreter with torch for the PyTorch rows (default: this one)")
-    parser.add_argument("--no-small-map-gemm", action="store_true",
-                        help="mindresnet with MindSpore's own kernels on small maps (shows what that lever gives)")
+    parser.add_argument("--no-cpu-kernels", action="store_true",
+                        help="mindresnet on MindSpore's own convolutions (MINDRESNET_CPU_KERNELS=0: AVX2 cap, "
+                             "small-map GEMM), to compare with its oneDNN kernels")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -255,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.child:
         return run_child(args)
     info = machine()
-    info["small_map_gemm"] = "off" if args.no_small_map_gemm else "on"
+    info["cpu_kernels"] = "off" if args.no_cpu_kernels else "on"
     info["load_before"] = "%.2f %.2f %.2f" % os.getloadavg()
     start = time.perf_counter()
     rows = []

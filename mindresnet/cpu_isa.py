@@ -1,11 +1,13 @@
-"""Keep MindSpore's bundled oneDNN off its reference kernels on AVX-512 CPUs.
+"""Keep MindSpore's own convolutions off oneDNN's reference kernels on AVX-512 CPUs (the fallback's guard).
 
 MindSpore 2.10 bundles oneDNN v3.10.1. On a CPU with AVX-512 it runs every plain-NCHW
 convolution as ``jit_uni_ncsp:conv+ref:any``, the reference kernel (about 100x slower); capped
-at AVX2 it picks ``x64:gemm:jit`` again (bench/README.md, "AVX-512"). oneDNN reads its ISA cap
-from ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) once, when it first dispatches a kernel, so
-:func:`apply_isa_cap` sets it in this process's environment at ``import mindresnet``, before any
-MindSpore kernel runs. Child processes (msrun workers, data workers) inherit it.
+at AVX2 it picks ``x64:gemm:jit`` again (bench/README.md, "AVX-512"). mindresnet's own CPU
+kernels (:mod:`mindresnet.kernels`) ask oneDNN for blocked layouts and need no cap, so the cap
+is applied only when they are not loaded. oneDNN reads its ISA cap from ``ONEDNN_MAX_CPU_ISA``
+(or ``DNNL_MAX_CPU_ISA``) once, when it first dispatches a kernel, so :func:`apply_isa_cap` sets
+it in this process's environment at ``import mindresnet``, before any MindSpore kernel runs.
+Child processes (msrun workers, data workers) inherit it.
 
 A cap the user set (either spelling) is left as it is; ``ONEDNN_MAX_CPU_ISA=ALL`` turns the cap
 off. CPUs without AVX-512 (and non-x86 machines) are left untouched.
@@ -59,8 +61,9 @@ def user_isa(environ: Optional[dict] = None) -> Optional[str]:
     return environ.get(ISA_ENV) or environ.get(LEGACY_ISA_ENV) or None
 
 
-def apply_isa_cap(environ: Optional[dict] = None, cpuinfo: str = CPUINFO) -> str:
-    """Cap oneDNN at AVX2 on AVX-512 x86 CPUs unless the user chose a cap; return what was decided.
+def apply_isa_cap(environ: Optional[dict] = None, cpuinfo: str = CPUINFO, own_kernels: bool = False) -> str:
+    """Cap oneDNN at AVX2 on AVX-512 x86 CPUs unless the user chose a cap or ``own_kernels`` run the
+    convolutions; return what was decided.
 
     Must run before MindSpore dispatches its first CPU kernel (``import mindresnet`` does it).
     """
@@ -70,6 +73,8 @@ def apply_isa_cap(environ: Optional[dict] = None, cpuinfo: str = CPUINFO) -> str
         decision = f"{chosen} (set by the user)"
     elif platform.machine().lower() not in ("x86_64", "amd64") or not has_avx512(cpuinfo):
         decision = "all (no AVX-512: no cap needed)"
+    elif own_kernels:
+        decision = "all (mindresnet's oneDNN kernels run the convolutions)"
     else:
         environ[ISA_ENV] = CAP
         decision = f"{CAP} (capped by mindresnet on this AVX-512 CPU; {ISA_ENV}=ALL turns it off)"

@@ -13,6 +13,7 @@ from mindspore import nn, ops
 
 from mindresnet.errors import DataError
 from mindresnet.fileio import write_text
+from mindresnet.kernels import use_cpu_kernels, use_native_kernels
 
 
 def lr_schedule(name: str, lr: float, min_lr: float, epochs: int, steps_per_epoch: int,
@@ -143,7 +144,7 @@ def build_loss(label_smoothing: float = 0.0, class_weights: Optional[Sequence[fl
 
 
 def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, amp: str = "O0",
-                     loss_scale: float = 1024.0, small_map_gemm: bool = True, grad_accum: int = 1,
+                     loss_scale: float = 1024.0, cpu_kernels: bool = True, grad_accum: int = 1,
                      clip_grad: Optional[float] = None, ema=None, steps_per_epoch: Optional[int] = None) -> nn.Cell:
     """The train step ``step(images, labels) -> loss`` (forward, backward, update).
 
@@ -153,11 +154,11 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
     ``loss_scale`` (AdamW) under AMP, the step is a :class:`ComposedTrainStep` instead. With ``ema``
     (a :class:`mindresnet.finetune.EMA`), the average follows every optimizer update.
 
-    On CPU with ``small_map_gemm`` (default), ``net``'s convolutions switch in place to
-    :class:`~mindresnet.models.fast.SmallMapConv2d`: same parameters and results, but a matrix
-    product instead of MindSpore's slow CPU kernel on 2x2 and 1x1 feature maps (ResNet-50 at
-    32x32: about 2x the training throughput; see bench/README.md). Not under ``O1``-``O3``: MindSpore's
-    AMP rewrite re-parses ``construct`` outside its module, where the small-map helpers are undefined.
+    On CPU with ``cpu_kernels`` (default), ``net``'s convolutions switch to mindresnet's CPU kernels
+    (:func:`mindresnet.kernels.use_cpu_kernels`: same parameters and results, oneDNN's blocked jit
+    kernels instead of MindSpore's plain-layout ones; see bench/README.md); ``False`` leaves them
+    as they are. Under ``O1``-``O3`` they switch back to MindSpore's: its AMP rewrite re-parses
+    ``construct`` outside its module, where the kernels' helpers are undefined.
 
     Args:
         optimizer: from :func:`build_optimizer`, with ``loss_scale`` from :func:`optimizer_loss_scale`.
@@ -165,10 +166,11 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
         clip_grad: clip the update's gradient to this global L2 norm.
         steps_per_epoch: micro-batches per epoch; an epoch's last update may average fewer.
     """
-    if small_map_gemm and amp == "O0" and ms.get_context("device_target") == "CPU":
-        from mindresnet.models.fast import use_small_map_gemm
-
-        use_small_map_gemm(net)
+    if ms.get_context("device_target") == "CPU":
+        if amp != "O0":
+            use_native_kernels(net)
+        elif cpu_kernels:
+            use_cpu_kernels(net)
     if grad_accum > 1 or clip_grad or (amp != "O0" and isinstance(optimizer, nn.AdamWeightDecay)):
         step = ComposedTrainStep(net, loss_fn, optimizer, amp, loss_scale if amp != "O0" else 1.0,
                                  grad_accum, clip_grad, ema, steps_per_epoch)

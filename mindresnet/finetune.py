@@ -24,10 +24,11 @@ import numpy as np
 from mindspore import nn, ops
 
 from mindresnet import engine
+from mindresnet.kernels import use_cpu_kernels
 from mindresnet.checkpoint import assign_parameters
-
 from mindresnet.data.balance import balanced_class_weights
 from mindresnet.data.factory import split_labels
+
 logger = logging.getLogger("mindresnet.finetune")
 
 HEAD_PREFIX = "fc."
@@ -65,7 +66,6 @@ def optimizer_for(net: nn.Cell, config, rates) -> nn.Optimizer:
         lr_scale=lambda name: lr_scale(name, config.layer_decay, config.head_lr_scale))
 
 
-def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
 def loss_for(config, num_classes: int) -> nn.Cell:
     """The training loss of ``config`` (a TrainConfig): cross-entropy with its label smoothing and, with
     ``--class-weights balanced``, inverse-frequency weights of the training split's classes."""
@@ -76,6 +76,7 @@ def loss_for(config, num_classes: int) -> nn.Cell:
     return engine.build_loss(config.label_smoothing, weights)
 
 
+def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
     """The latest learning rates of the head (``lr``) and, when it trains, the stem (``lr_stem``)."""
     columns = {"lr": engine.current_lr(optimizer, net.fc.weight)}
     if net.conv1.weight.requires_grad:
@@ -116,21 +117,19 @@ class PooledFeatures(nn.Cell):
         return ops.mean(self.net.forward_features(x), (2, 3))
 
 
-def extract_features(net: nn.Cell, dataset, small_map_gemm: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def extract_features(net: nn.Cell, dataset, cpu_kernels: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features of every image of ``dataset`` (BatchNorm in inference mode).
 
     Args:
-        small_map_gemm: on CPU, switch ``net``'s convolutions to the small-map matrix product in place
+        cpu_kernels: on CPU, switch ``net``'s convolutions to mindresnet's CPU kernels in place
             (see :func:`mindresnet.engine.build_train_step`; not for a net that AMP will rewrite).
 
     Returns:
         (features N x C float32, labels N int32). Pass a dataset without augmentation: the
         features are computed once and reused every epoch.
     """
-    if small_map_gemm and ms.get_context("device_target") == "CPU":
-        from mindresnet.models.fast import use_small_map_gemm
-
-        use_small_map_gemm(net)
+    if cpu_kernels and ms.get_context("device_target") == "CPU":
+        use_cpu_kernels(net)
     backbone = PooledFeatures(net)
     backbone.set_train(False)
     features, labels = [], []
@@ -236,10 +235,10 @@ class HeadStage:
                  lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
         freeze_backbone(net)
         self.net, self.test_pipeline, self.end_epoch = net, test_pipeline, int(epochs)
-        self.small_map_gemm = config.amp == "O0"  # AMP cannot rewrite the small-map cells (build_train_step)
+        self.cpu_kernels = config.amp == "O0"  # AMP cannot rewrite the kernels' cells (build_train_step)
         self.save_every_steps, self.lr_hint = config.save_every_steps, f"{lr_flag} (now {peak_lr})"
         start = time.perf_counter()
-        self.features, self.labels = extract_features(net, train_pipeline, self.small_map_gemm)
+        self.features, self.labels = extract_features(net, train_pipeline, self.cpu_kernels)
         logger.info("head stage: features of %d training images in %.1f s", len(self.features),
                     time.perf_counter() - start)
         self.test_features: Optional[Tuple[np.ndarray, np.ndarray]] = None
@@ -271,7 +270,7 @@ class HeadStage:
     def evaluate(self) -> Dict[str, float]:
         """Top-1, top-5 and loss on the test features (extracted at the first call)."""
         if self.test_features is None:
-            self.test_features = extract_features(self.net, self.test_pipeline, self.small_map_gemm)
+            self.test_features = extract_features(self.net, self.test_pipeline, self.cpu_kernels)
         return self.trainer.evaluate(*self.test_features)
 
     def lr_columns(self) -> Dict[str, float]:

@@ -10,6 +10,7 @@ import mindspore as ms
 
 from mindresnet.cpu_isa import isa_report
 from mindresnet.errors import DeviceError
+from mindresnet.kernels import set_threads as set_kernel_threads, status as kernel_status
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None 
         ) from exc
     if target == "CPU":
         _set_cpu_threads(threads or cpu_count())
-        logger.info("%s, %d kernel threads", isa_report(), threads or cpu_count())
+        logger.info("%s; %s; %d kernel threads", isa_report(), kernel_status(), threads or cpu_count())
     else:
         _check_backend(target)
     return target
@@ -77,6 +78,7 @@ def _set_cpu_threads(threads: int) -> None:
         ms.device_context.cpu.op_tuning.threads_num(threads)
     except RuntimeError:
         pass
+    set_kernel_threads(threads)
 
 
 def _check_backend(target: str) -> None:

@@ -1,4 +1,5 @@
-"""oneDNN's ISA cap: decided from the CPU flags, respects the user's, and no reference kernel ever runs."""
+"""oneDNN's ISA cap: decided from the CPU flags and the kernels, respects the user's; no reference kernel
+ever runs, and the convolutions run oneDNN's blocked jit kernels."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from mindresnet import cpu_isa
+from mindresnet import cpu_isa, kernels
 
 from conftest import REPO
 
@@ -39,15 +40,16 @@ def cpuinfo_with(tmp_path, flags: str) -> str:
 
 
 @pytest.mark.skipif(cpu_isa.platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 only")
-@pytest.mark.parametrize("flags, user, expected_env, expected_text", [
-    ("avx2 avx512f avx512bw", {}, "AVX2", "capped by mindresnet"),
-    ("avx2 fma", {}, None, "no AVX-512"),
-    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "ALL"}, "ALL", "set by the user"),
-    ("avx2 avx512f", {"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, None, "AVX512_CORE (set by the user)"),
+@pytest.mark.parametrize("flags, user, own_kernels, expected_env, expected_text", [
+    ("avx2 avx512f avx512bw", {}, False, "AVX2", "capped by mindresnet"),
+    ("avx2 avx512f avx512bw", {}, True, None, "mindresnet's oneDNN kernels run the convolutions"),
+    ("avx2 fma", {}, False, None, "no AVX-512"),
+    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "ALL"}, False, "ALL", "set by the user"),
+    ("avx2 avx512f", {"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, True, None, "AVX512_CORE (set by the user)"),
 ])
-def test_cap_decision(tmp_path, flags, user, expected_env, expected_text):
+def test_cap_decision(tmp_path, flags, user, own_kernels, expected_env, expected_text):
     environ = dict(user)
-    decision = cpu_isa.apply_isa_cap(environ, cpuinfo_with(tmp_path, flags))
+    decision = cpu_isa.apply_isa_cap(environ, cpuinfo_with(tmp_path, flags), own_kernels=own_kernels)
     assert expected_text in decision
     assert environ.get(cpu_isa.ISA_ENV) == expected_env
     assert environ.get(cpu_isa.LEGACY_ISA_ENV) == user.get(cpu_isa.LEGACY_ISA_ENV)
@@ -85,8 +87,23 @@ def test_no_reference_kernel_in_train_step_or_inference():
     assert {"convolution", "pooling"} <= kinds, kinds
 
 
+@pytest.mark.skipif(not kernels.kernels_active(), reason=f"kernels not active: {kernels.status()}")
+def test_convolutions_run_blocked_jit_kernels():
+    """Forward, input and weight gradients of every convolution: oneDNN's jit/brgemm kernels, not GEMM or ref."""
+    lines = [line for line in executed_primitives({}) if ",convolution," in line]
+    implementations = {implementation(line) for line in lines}
+    assert all(impl.startswith(("jit", "brg")) for impl in implementations), implementations
+    passes = {line.split(",")[7] for line in lines}
+    assert {"forward_training", "backward_data", "backward_weights"} <= passes, passes
+
+
 @pytest.mark.skipif(not cpu_isa.has_avx512(), reason="only AVX-512 CPUs fall back to oneDNN's reference kernel")
-def test_without_the_cap_this_cpu_runs_reference_kernels():
-    """What the cap prevents: the check above would fail here without it."""
-    lines = executed_primitives({cpu_isa.ISA_ENV: "ALL"})
+def test_mindsporeS_convolutions_without_the_cap_run_reference_kernels():
+    """What the cap guards against when the kernels are off: the first check would fail without it."""
+    lines = executed_primitives({cpu_isa.ISA_ENV: "ALL", "MINDRESNET_CPU_KERNELS": "0"})
     assert any("ref" in implementation(line) for line in lines if ",convolution," in line)
+
+
+def test_without_the_kernels_no_reference_kernel_either():
+    lines = executed_primitives({"MINDRESNET_CPU_KERNELS": "0"})
+    assert not [line for line in lines if "ref" in implementation(line)]

@@ -1,4 +1,4 @@
-"""Speed must not change results: the small-map GEMM convolutions match ``nn.Conv2d``.
+"""The CPU fallback without the oneDNN kernels: the small-map GEMM convolutions match ``nn.Conv2d``.
 
 Checks one convolution (outputs and gradients, every shape the fast path takes) and the whole
 train step: the optimised step and the plain one give the same loss for several steps from the
@@ -13,9 +13,11 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
+from conftest import assert_same_updates
 from mindresnet import engine
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
-from mindresnet.models.fast import SmallMapConv2d, eligible, use_small_map_gemm
+from mindresnet.kernels import use_cpu_kernels
+from mindresnet.kernels.small_map import SmallMapConv2d, eligible
 
 
 class SquaredSum(nn.Cell):
@@ -49,7 +51,7 @@ def test_small_map_conv_matches_conv2d(kernel, stride, pad_mode, size):
                       weight_init="normal")
     fast = nn.Conv2d(8, 12, kernel, stride, pad_mode=pad_mode, padding=1 if pad_mode == "pad" else 0)
     fast.weight.set_data(plain.weight.data.copy())
-    assert use_small_map_gemm(fast) == 1 and isinstance(fast, SmallMapConv2d)
+    assert use_cpu_kernels(fast, onednn=False) == 1 and isinstance(fast, SmallMapConv2d)
     height, width = size if isinstance(size, tuple) else (size, size)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((3, 8, height, width)).astype(np.float32))
     for expected, got in zip(conv_and_grads(plain, x), conv_and_grads(fast, x)):
@@ -73,7 +75,9 @@ def tiny_net(block, convention="mindcv") -> ResNet:
 
 def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: bool):
     optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
-    step = engine.build_train_step(net, engine.build_loss(), optimizer, small_map_gemm=fast)
+    if fast:
+        use_cpu_kernels(net, onednn=False)
+    step = engine.build_train_step(net, engine.build_loss(), optimizer, cpu_kernels=False)
     return [float(step(images, labels).asnumpy()) for _ in range(steps)]
 
 
@@ -85,6 +89,7 @@ def test_fast_train_step_gives_the_plain_losses(block, convention):
     plain, fast = tiny_net(block, convention), tiny_net(block, convention)
     ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
     names = [(p.name, p.shape) for p in fast.get_parameters()]
+    initial = {p.name: p.asnumpy().copy() for p in plain.get_parameters()}
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
     labels = ms.Tensor(rng.integers(0, 10, 16).astype(np.int32))
@@ -95,5 +100,4 @@ def test_fast_train_step_gives_the_plain_losses(block, convention):
     assert [(p.name, p.shape) for p in fast.get_parameters()] == names  # checkpoints stay compatible
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert got[-1] < got[0]
-    for a, b in zip(plain.get_parameters(), fast.get_parameters()):
-        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-3, atol=1e-5, err_msg=a.name)
+    assert_same_updates(initial, plain, fast)

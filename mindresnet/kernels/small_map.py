@@ -1,4 +1,4 @@
-"""Convolutions on small feature maps computed as matrix products (a CPU speed-up).
+"""Convolutions on small feature maps computed as matrix products: the CPU fallback without the oneDNN kernels.
 
 MindSpore's CPU convolution kernels (above all their backward passes) are very slow on the
 2x2 and 1x1 feature maps of a ResNet's last stages at 32x32 input, where the work is really a
@@ -106,7 +106,7 @@ def _pick_selector(height: int, width: int, stride: int):
 class SmallMapConv2d(nn.Conv2d):
     """``nn.Conv2d`` that runs as matrix products on maps of at most :data:`MAX_PIXELS` pixels.
 
-    Obtained by :func:`use_small_map_gemm` from an eligible ``nn.Conv2d`` (same object, same
+    Obtained by :func:`mindresnet.kernels.use_cpu_kernels` (without the oneDNN kernels) from an eligible ``nn.Conv2d`` (same object, same
     parameter); the choice is static per input shape, so graph mode compiles only one path.
     """
 
@@ -136,19 +136,3 @@ class SmallMapConv2d(nn.Conv2d):
             pixels.append(_MATMUL_NT(rows, pixel_weight))
         out = pixels[0] if len(pixels) == 1 else ops.stack(pixels, axis=2)
         return out.reshape(n, out_ch, out_h, out_w)
-
-
-def use_small_map_gemm(net: nn.Cell) -> int:
-    """Switch every eligible ``nn.Conv2d`` in ``net`` to :class:`SmallMapConv2d`, in place.
-
-    Parameters, their names and the outputs stay the same; only the CPU kernels change.
-
-    Returns:
-        How many convolutions were switched.
-    """
-    switched = 0
-    for _, cell in net.cells_and_names():
-        if eligible(cell):
-            cell.__class__ = SmallMapConv2d
-            switched += 1
-    return switched

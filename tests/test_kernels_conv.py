@@ -1,0 +1,163 @@
+"""mindresnet's oneDNN convolution kernels compute what ``ops.Conv2D`` computes.
+
+Every convolution shape of the model zoo (both stems, strides 1 and 2, 'same' and symmetric
+padding, ResNeXt groups, even and odd map sides) is collected from the real networks and checked
+for its output, input gradient and weight gradient; then whole train steps are compared.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import nn
+
+from conftest import assert_same_updates
+from mindresnet import engine, kernels
+from mindresnet.kernels.conv import OneDnnConv2d
+from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
+from mindresnet.models.conventions import CONVENTIONS
+from mindresnet.models.registry import VARIANTS
+
+pytestmark = pytest.mark.skipif(not kernels.kernels_active(), reason=f"kernels not active: {kernels.status()}")
+
+
+def zoo_convolutions():
+    """``(conv attributes, input shape)`` of every distinct convolution the model zoo runs at 32 and 33 px."""
+    found = {}
+    families = {(v.block, v.groups, v.width_per_group) for v in VARIANTS.values()}
+    for block, groups, width in sorted(families, key=str):
+        for stem in ("imagenet", "cifar"):
+            for convention in ("mindcv", "tutorial"):  # symmetric and 'same' padding
+                net = ResNet(block, (2, 2, 2, 2), num_classes=10, stem=stem, groups=groups, width_per_group=width,
+                             convention=CONVENTIONS[convention])
+                for size in (32, 33):
+                    for cell, shape in _input_shapes(net, size).items():
+                        cell = net.conv1 if cell == "conv1" else cell
+                        key = (cell.in_channels, cell.out_channels, tuple(cell.kernel_size),
+                               tuple(cell.stride)[-2:], cell.pad_mode, cell.padding, cell.group, shape)
+                        found[key] = key
+    return sorted(found, key=str)
+
+
+def _input_shapes(net: ResNet, size: int) -> dict:
+    """The input shape (batch 2) of each convolution of ``net`` for a ``size`` x ``size`` image.
+
+    Every convolution and pool of a ResNet maps a side ``n`` to ``ceil(n / stride)``.
+    """
+    shapes = {"conv1": (2, 3, size, size)}
+    side = math.ceil(size / 4) if net.stem == "imagenet" else size
+    for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+        for index, block in enumerate(stage):
+            running = side
+            for name in ("conv1", "conv2", "conv3"):
+                conv = getattr(block, name, None)
+                if conv is not None:
+                    shapes[conv] = (2, conv.in_channels, running, running)
+                    running = math.ceil(running / conv.stride[-1])
+            if block.down_sample is not None:
+                shapes[block.down_sample[0]] = (2, block.down_sample[0].in_channels, side, side)
+            side = running
+    return shapes
+
+
+CONVOLUTIONS = zoo_convolutions() if kernels.kernels_active() else []
+
+
+@pytest.fixture
+def pynative():
+    """One convolution at a time runs faster op by op than compiled (the train steps below are compiled)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+class SquaredSum(nn.Cell):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def construct(self, x):
+        return (self.conv(x) ** 2).sum()
+
+
+def output_and_gradients(conv: nn.Cell, x: ms.Tensor):
+    out = conv(x).asnumpy()
+    dx, (dw,) = ms.grad(SquaredSum(conv), grad_position=0, weights=conv.trainable_params())(x)
+    return out, dx.asnumpy(), dw.asnumpy()
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-12))
+
+
+def test_the_zoo_has_every_kind_of_convolution():
+    kinds = {(c[2], c[3], c[4], c[6] > 1) for c in CONVOLUTIONS}
+    assert {((7, 7), (2, 2), "pad", False), ((3, 3), (1, 1), "pad", False), ((3, 3), (2, 2), "same", False),
+            ((3, 3), (2, 2), "pad", True), ((1, 1), (2, 2), "same", False)} <= kinds
+    assert len(CONVOLUTIONS) > 50
+
+
+@pytest.mark.parametrize("in_ch,out_ch,kernel,stride,pad_mode,padding,groups,shape", CONVOLUTIONS,
+                         ids=lambda v: str(v).replace(" ", ""))
+def test_convolution_and_gradients_match_mindspore(in_ch, out_ch, kernel, stride, pad_mode, padding, groups, shape,
+                                                   pynative):
+    ms.set_seed(0)
+    ours = nn.Conv2d(in_ch, out_ch, kernel, stride, pad_mode=pad_mode, padding=padding, group=groups,
+                     weight_init="he_normal")
+    theirs = nn.Conv2d(in_ch, out_ch, kernel, stride, pad_mode=pad_mode, padding=padding, group=groups)
+    theirs.weight.set_data(ours.weight.data.copy())
+    assert kernels.use_cpu_kernels(ours) == 1 and isinstance(ours, OneDnnConv2d)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    for what, got, expected in zip(("output", "input gradient", "weight gradient"),
+                                   output_and_gradients(ours, x), output_and_gradients(theirs, x)):
+        assert got.shape == expected.shape, what
+        assert relative_error(got, expected) < 1e-4, what
+
+
+def test_amp_steps_keep_mindsporeS_kernels():
+    """MindSpore's AMP rewrite re-parses ``construct`` away from the kernels' module: no switch there."""
+    net = ResNet(ResidualBlockBase, (1, 1, 1, 1), num_classes=10)
+    kernels.use_cpu_kernels(net)
+    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3], 0.9, 0.0)
+    engine.build_train_step(net, engine.build_loss(), optimizer, amp="O2")
+    assert not any(isinstance(c, OneDnnConv2d) for _, c in net.cells_and_names())
+
+
+def test_switch_is_reversible_and_keeps_parameters():
+    net = ResNet(ResidualBlockBase, (1, 1, 1, 1), num_classes=10)
+    names = [(p.name, p.shape) for p in net.get_parameters()]
+    switched = kernels.use_cpu_kernels(net)
+    assert switched == sum(1 for _, c in net.cells_and_names() if isinstance(c, OneDnnConv2d)) > 0
+    assert [(p.name, p.shape) for p in net.get_parameters()] == names
+    assert kernels.use_native_kernels(net) == switched
+    assert not any(isinstance(c, OneDnnConv2d) for _, c in net.cells_and_names())
+    assert [(p.name, p.shape) for p in net.get_parameters()] == names
+
+
+def losses(net, images, labels, steps, cpu_kernels):
+    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
+    step = engine.build_train_step(net, engine.build_loss(), optimizer, cpu_kernels=cpu_kernels)
+    return [float(step(images, labels).asnumpy()) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("block,groups,convention", [(ResidualBlockBase, 1, "torch"), (ResidualBlock, 1, "tutorial"),
+                                                     (ResidualBlock, 4, "mindcv")],
+                         ids=["basic", "bottleneck-same-padding", "resnext"])
+def test_train_step_on_the_kernels_gives_mindsporeS_losses(block, groups, convention):
+    """The learning rate is small: with 0.01 this tiny net is chaotic and amplifies rounding."""
+    ms.set_seed(0)
+    build = lambda: ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet", groups=groups,  # noqa: E731
+                           width_per_group=16 if groups > 1 else 64, convention=CONVENTIONS[convention])
+    plain, ours = build(), build()
+    ms.load_param_into_net(ours, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
+    initial = {p.name: p.asnumpy().copy() for p in plain.get_parameters()}
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((8, 3, 40, 40)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, 8).astype(np.int32))
+    expected = losses(plain, images, labels, 3, cpu_kernels=False)
+    got = losses(ours, images, labels, 3, cpu_kernels=True)
+    assert any(isinstance(c, OneDnnConv2d) for _, c in ours.cells_and_names())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert_same_updates(initial, plain, ours)
