@@ -58,9 +58,15 @@ def timed(command: List[str], env: Dict[str, str]) -> Dict:
 
 
 def epoch_rows(metrics_csv: Path) -> List[Dict[str, float]]:
-    """Rows of a metrics.csv as numbers."""
+    """The numeric columns of a metrics.csv's rows (``eval_split`` names a split)."""
+    def number(value):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
     with open(metrics_csv, newline="") as handle:
-        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+        return [{key: number(value) for key, value in row.items() if number(value) is not None}
                 for row in csv.DictReader(handle)]
 
 

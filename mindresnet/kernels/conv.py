@@ -1,10 +1,11 @@
-"""The CPU convolution switch: every eligible ``nn.Conv2d`` of a network runs on mindresnet's kernels.
+"""The CPU kernel switch: every eligible ``nn.Conv2d`` and ``nn.BatchNorm2d`` of a network runs on mindresnet's kernels.
 
 :func:`use_cpu_kernels` changes, in place, the class of each eligible convolution (same object,
 same ``weight`` parameter, same name, so checkpoints are unchanged):
 
 * to :class:`OneDnnConv2d` when the oneDNN kernels are loaded (:mod:`mindresnet.kernels.onednn`):
   forward, input gradient and weight gradient as AOT custom ops on oneDNN's blocked jit kernels;
+* BatchNorms to :class:`~mindresnet.kernels.batch_norm.CpuBatchNorm2d` (training-mode statistics);
 * otherwise to :class:`~mindresnet.kernels.small_map.SmallMapConv2d`, the matrix-product path for
   2x2 and 1x1 maps that MindSpore's own kernels handle worst (their larger maps stay native).
 
@@ -20,6 +21,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.ops.primitive import constexpr
 
+from mindresnet.kernels import batch_norm
 from mindresnet.kernels.small_map import SmallMapConv2d, eligible
 
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
@@ -126,9 +128,11 @@ def _eligible(cell: nn.Cell) -> bool:
 def use_cpu_kernels(net: nn.Cell, onednn: Optional[bool] = None) -> int:
     """Switch ``net``'s convolutions to mindresnet's CPU kernels in place; return how many switched.
 
-    With the oneDNN kernels (``onednn``; default: when they are loaded), every bias-free undilated
-    convolution becomes an :class:`OneDnnConv2d`; otherwise the small-map fallback applies to
-    eligible ones. Parameters, their names and the outputs stay the same.
+    With the kernels (``onednn``; default: when they are loaded), every bias-free undilated
+    convolution becomes an :class:`OneDnnConv2d` and every BatchNorm a
+    :class:`~mindresnet.kernels.batch_norm.CpuBatchNorm2d`; otherwise the small-map fallback
+    applies to eligible convolutions. Parameters, their names and the outputs stay the same.
+    Returns the number of convolutions switched.
     """
     if onednn is None:
         onednn = kernels_active()
@@ -136,7 +140,9 @@ def use_cpu_kernels(net: nn.Cell, onednn: Optional[bool] = None) -> int:
         raise RuntimeError("mindresnet's oneDNN kernels are not loaded in this process")
     switched = 0
     for _, cell in list(net.cells_and_names()):
-        if onednn and _eligible(cell):
+        if onednn and batch_norm.eligible(cell):
+            batch_norm.switch(cell, _library[0])
+        elif onednn and _eligible(cell):
             cell.__class__ = OneDnnConv2d
             cell.onednn_padding = _explicit_padding(cell)
             cell.onednn = _OneDnnConvolution(_library[0], cell)
@@ -148,9 +154,10 @@ def use_cpu_kernels(net: nn.Cell, onednn: Optional[bool] = None) -> int:
 
 
 def use_native_kernels(net: nn.Cell) -> int:
-    """Turn every switched convolution of ``net`` back into ``nn.Conv2d``; return how many."""
+    """Turn every switched convolution (and BatchNorm) of ``net`` back into MindSpore's; return how many convolutions."""
     restored = 0
     for _, cell in list(net.cells_and_names()):
+        batch_norm.restore(cell)
         if isinstance(cell, OneDnnConv2d):
             del cell.onednn
         if isinstance(cell, (OneDnnConv2d, SmallMapConv2d)):

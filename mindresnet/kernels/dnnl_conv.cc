@@ -7,119 +7,33 @@
 //   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
 // with the inputs, then the outputs, in params. Every tensor is float32 except `config`, an int64
 // vector {stride_h, stride_w, pad_top, pad_left, groups}.
-// Primitives are cached per shape; calls are serialised (one thread pool, shared scratch buffers).
-#include <atomic>
-#include <condition_variable>
+// Primitives are cached per shape; calls are serialised (thread_pool.h: one pool, shared scratch buffers).
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "dnnl_api.h"
+#include "thread_pool.h"
 
 namespace {
 
-thread_local bool in_pool = false;
-
-// A fixed set of threads that runs oneDNN's parallel_for calls; the calling thread takes part.
-class ThreadPool : public dnnl::threadpool_interop::threadpool_iface {
- public:
-  explicit ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { work(); });
-  }
-  ~ThreadPool() override {
-    { std::lock_guard<std::mutex> lock(mutex_); stop_ = true; }
-    wake_.notify_all();
-    for (auto &t : workers_) t.join();
-  }
-  int get_num_threads() const override { return threads_; }
-  bool get_in_parallel() const override { return in_pool; }
-  uint64_t get_flags() const override { return 0; }  // synchronous: parallel_for returns when done
-  void wait() override {}
-  void parallel_for(int n, const std::function<void(int, int)> &fn) override {
-    if (n <= 0) return;
-    if (n == 1 || threads_ == 1 || in_pool) {
-      for (int i = 0; i < n; ++i) fn(i, n);
-      return;
-    }
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      idle_.wait(lock, [this] { return active_ == 0; });
-      job_ = &fn;
-      jobs_ = n;
-      next_.store(0);
-      left_.store(n);
-      ++generation_;
-    }
-    wake_.notify_all();
-    run_jobs();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return left_.load() == 0; });
-  }
-
- private:
-  void run_jobs() {
-    bool was_in_pool = in_pool;
-    in_pool = true;
-    for (int i = next_.fetch_add(1); i < jobs_; i = next_.fetch_add(1)) {
-      (*job_)(i, jobs_);
-      if (left_.fetch_sub(1) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_all();
-      }
-    }
-    in_pool = was_in_pool;
-  }
-  void work() {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      ++active_;
-      lock.unlock();
-      run_jobs();
-      lock.lock();
-      if (--active_ == 0) idle_.notify_all();
-    }
-  }
-
-  const int threads_;
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_, done_, idle_;
-  const std::function<void(int, int)> *job_ = nullptr;
-  int jobs_ = 0;
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  std::atomic<int> next_{0}, left_{0};
-};
+using mindresnet::kernel_mutex;
 
 struct Runtime {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  std::unique_ptr<ThreadPool> pool;
 };
 
-std::mutex g_mutex;  // one convolution at a time: the pool and the scratch buffers are shared
 Runtime g_rt;
-int g_threads = 0;
 
 bool ensure_runtime() {
   if (g_rt.stream) return true;
-  if (g_threads <= 0) {
-    unsigned hw = std::thread::hardware_concurrency();
-    g_threads = hw ? static_cast<int>(hw) : 1;
-  }
+  mindresnet::ThreadPool &pool = mindresnet::shared_pool();
   if (dnnl_engine_create(&g_rt.engine, dnnl_cpu, 0) != dnnl_success) return false;
-  g_rt.pool.reset(new ThreadPool(g_threads));
-  dnnl_threadpool_interop_set_max_concurrency(g_threads);
-  return dnnl_threadpool_interop_stream_create(&g_rt.stream, g_rt.engine, g_rt.pool.get()) == dnnl_success;
+  dnnl_threadpool_interop_set_max_concurrency(pool.get_num_threads());
+  return dnnl_threadpool_interop_stream_create(&g_rt.stream, g_rt.engine, &pool) == dnnl_success;
 }
 
 // A 64-byte aligned buffer that only grows.
@@ -250,7 +164,7 @@ bool build(Conv &conv, Kind kind, const int64_t *x, const int64_t *w, const int6
 
 int execute(Kind kind, void *in0, void *in1, void *out, const int64_t *x, const int64_t *w, const int64_t *y,
             const int64_t *cfg) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+  std::lock_guard<std::mutex> lock(kernel_mutex());
   if (!ensure_runtime()) return 1;
   std::vector<int64_t> key = {kind, cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]};
   key.insert(key.end(), x, x + 4);
@@ -300,10 +214,10 @@ bool float_tensors(int n, const char **dtypes) {
 
 extern "C" {
 
-// Sets the thread count of the kernels' pool (before the first convolution); returns 0.
+// Sets the thread count of the kernels' pool (before their first call); returns 0.
 int mindresnet_set_threads(int threads) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  if (!g_rt.stream) g_threads = threads;
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  mindresnet::kernel_threads() = threads;
   return 0;
 }
 

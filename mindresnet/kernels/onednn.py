@@ -1,9 +1,9 @@
-"""Build and load mindresnet's CPU convolution kernels (``dnnl_conv.cc``) against MindSpore's oneDNN.
+"""Build and load mindresnet's CPU kernels (``dnnl_conv.cc``, ``batch_norm.cc``) against MindSpore's oneDNN.
 
 The C++ source sits beside this module. At the first ``import mindresnet`` on a machine it is
 compiled with the system's C++ compiler (``$CXX``, else ``g++``) into the cache,
 ``$MINDRESNET_HOME/kernels/<key>/`` (``~/.cache/mindresnet/kernels/``), where ``key`` hashes the
-sources, the compiler command, MindSpore's version and oneDNN's version; the build runs under a
+sources, the compiler flags, this CPU's flags (the build targets it), MindSpore's version and oneDNN's version; the build runs under a
 file lock and lands under a temporary name, so parallel msrun workers build it once and nobody
 loads a half-written library. Later imports load the cached file (no compiler, no network).
 
@@ -25,15 +25,18 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
+from mindresnet.cpu_isa import cpu_flags
 from mindresnet.hub import cache_dir, file_lock
 
 logger = logging.getLogger(__name__)
 
 ENABLE_ENV = "MINDRESNET_CPU_KERNELS"  # "0" turns mindresnet's CPU kernels off
-SOURCES = ("dnnl_api.h", "dnnl_conv.cc")
+SOURCES = ("dnnl_api.h", "thread_pool.h", "dnnl_conv.cc", "batch_norm.cc")
+COMPILED = ("dnnl_conv.cc", "batch_norm.cc")
 LIBRARY = "libmindresnet_cpu.so"
 SUPPORTED_ONEDNN = ((3, 10),)  # oneDNN (major, minor) whose C API dnnl_api.h declares
-CXXFLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-pthread")
+# -march=native: the cache key holds this CPU's flags; -fopenmp-simd: vectorised reductions, no OpenMP runtime
+CXXFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC", "-pthread")
 
 
 class _Version(ctypes.Structure):
@@ -71,12 +74,13 @@ def _compiler() -> Optional[str]:
 
 
 def cache_key(onednn: Tuple[int, int, int]) -> str:
-    """Hash of everything the built library depends on: sources, flags, MindSpore and oneDNN versions."""
+    """Hash of everything the built library depends on: sources, flags, CPU flags, MindSpore and oneDNN versions."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in SOURCES:
         digest.update((here / name).read_bytes())
     digest.update(" ".join(CXXFLAGS).encode())
+    digest.update(" ".join(sorted(cpu_flags())).encode())
     digest.update(f"mindspore {_mindspore_version()} onednn {onednn}".encode())
     return digest.hexdigest()[:16]
 
@@ -88,7 +92,7 @@ def build(compiler: str, onednn_lib: Path, dest: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *CXXFLAGS, "-o", tmp, str(here / "dnnl_conv.cc"), str(onednn_lib),
+        subprocess.run([compiler, *CXXFLAGS, "-o", tmp, *(str(here / name) for name in COMPILED), str(onednn_lib),
                         f"-Wl,-rpath,{onednn_lib.parent}"], check=True, capture_output=True, text=True)
         os.replace(tmp, dest)
     finally:
