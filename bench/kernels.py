@@ -1,15 +1,21 @@
-"""Single-kernel timings of the ResNet train step: MindSpore under each oneDNN ISA cap against PyTorch.
+"""Single-kernel timings of the ResNet train step: mindresnet's CPU kernels and MindSpore's under each
+oneDNN ISA cap, against PyTorch.
 
 Usage:
-    python bench/kernels.py [--caps AVX2 AVX2_VNNI] [--rounds 3] [--repeats 5] [--ops conv3x3-l1 bn-l1 ...]
+    python bench/kernels.py [--caps kernels AVX2] [--rounds 3] [--repeats 5] [--ops conv3x3-l1 bn-l1 ...]
                             [--torch-python PYTHON] [--out kernels.json]
+
+The side ``kernels`` runs the convolutions and BatchNorms on mindresnet's own CPU kernels
+(``mindresnet/kernels``: oneDNN's blocked jit convolutions, its BatchNorm), without an ISA cap;
+the other ops of that side are MindSpore's, uncapped.
 
 Which kernels of ResNet-50 (ImageNet stem, 32x32, batch 128) and ResNet-18 (CIFAR stem, batch 32)
 lose against PyTorch, and what an ISA cap changes for each. Every op is timed forward alone and
 forward + backward (gradients of its input and of its weight / scale, from a fixed output
 gradient), in graph mode for MindSpore (``runtime.setup_context("CPU")``, the same kernels the
 train step compiles), eagerly with autograd for PyTorch. The small-map ops are the matrix
-products that ``mindresnet.models.fast.SmallMapConv2d`` computes on 2x2 and 1x1 maps.
+products that ``mindresnet.kernels.small_map.SmallMapConv2d`` (the fallback without the kernels)
+computes on 2x2 and 1x1 maps.
 
 Each (framework, cap) side runs in its own process, because oneDNN reads its ISA cap once per
 process: MindSpore with ``ONEDNN_MAX_CPU_ISA`` set to each ``--caps`` entry, PyTorch without any
@@ -69,14 +75,17 @@ def median_ms(call, repeats: int) -> Dict[str, float]:
     return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
 
 
-def mindspore_child(names: List[str], repeats: int, threads: int) -> Dict[str, Dict]:
+def mindspore_child(names: List[str], repeats: int, threads: int, own_kernels: bool) -> Dict[str, Dict]:
     import numpy as np
     import mindspore as ms
     from mindspore import nn, ops
 
     sys.path.insert(0, str(REPO))
+    from mindresnet import kernels
     from mindresnet.cpu_isa import isa_report
-    from mindresnet.models.fast import _MATMUL_NT
+    from mindresnet.kernels.batch_norm import _BatchNormTraining
+    from mindresnet.kernels.conv import _library, _OneDnnConvolution
+    from mindresnet.kernels.small_map import _MATMUL_NT
     from mindresnet.runtime import setup_context
 
     setup_context("CPU", threads=threads)
@@ -89,11 +98,17 @@ def mindspore_child(names: List[str], repeats: int, threads: int) -> Dict[str, D
         def __init__(self, kind, shape):
             super().__init__()
             self.kind = kind
+            self.own = own_kernels and kind in ("conv", "bn")
             if kind == "conv":
                 out, kernel, stride = shape[4:]
                 self.op = ops.Conv2D(out, kernel, pad_mode="pad", pad=kernel // 2, stride=stride)
+                if self.own:
+                    cell = nn.Conv2d(shape[1], out, kernel, stride, pad_mode="pad", padding=kernel // 2)
+                    self.op = _OneDnnConvolution(_library[0], cell)
+                    self.config = ms.Tensor(np.array([stride, stride, kernel // 2, kernel // 2, 1], np.int64))
             elif kind == "bn":
-                self.op = ops.BatchNorm(is_training=True)
+                self.op = _BatchNormTraining(_library[0]) if self.own else ops.BatchNorm(is_training=True)
+                self.config = ms.Tensor(np.array([1e-5, 0.1], np.float32))
                 self.mean, self.var = ms.Parameter(tensor(shape[1]) * 0, "m"), ms.Parameter(tensor(shape[1]) ** 2, "v")
             elif kind == "pool":
                 self.op = ops.MaxPool(kernel_size=3, strides=2, pad_mode="SAME")
@@ -101,10 +116,14 @@ def mindspore_child(names: List[str], repeats: int, threads: int) -> Dict[str, D
         def construct(self, *args):
             if self.kind == "matmul":
                 return _MATMUL_NT(args[0], args[1])
+            if self.kind == "bn" and self.own:
+                return self.op(args[0], args[1], args[2], self.mean, self.var, self.config)[0]
             if self.kind == "bn":
                 return self.op(args[0], args[1], args[2], self.mean, self.var)[0]
             if self.kind == "pool":
                 return self.op(args[0])
+            if self.own:
+                return self.op(args[0], args[1], self.config)
             return self.op(args[0], args[1])
 
     class Grad(nn.Cell):
@@ -115,7 +134,9 @@ def mindspore_child(names: List[str], repeats: int, threads: int) -> Dict[str, D
         def construct(self, *args):
             return self.grad(self.net)(*args)
 
-    results = {"side": f"{isa_report()}, {threads} kernel threads"}
+    if own_kernels and not kernels.kernels_active():
+        raise SystemExit(f"the kernels side needs mindresnet's kernels: {kernels.status()}")
+    results = {"side": f"{isa_report()}; {kernels.status()}; {threads} kernel threads"}
     for name in names:
         kind, shape = OPS[name]
         if kind == "conv":
@@ -183,8 +204,10 @@ def torch_child(names: List[str], repeats: int, threads: int) -> Dict[str, Dict]
 def spawn(side: str, names: List[str], repeats: int, threads: int, python: str) -> Dict:
     if side == "pytorch":
         env = torch_env()
+    elif side == "kernels":
+        env = dict(torch_env(), GLOG_v="3")
     else:
-        env = dict(torch_env(), ONEDNN_MAX_CPU_ISA=side, GLOG_v="3")
+        env = dict(torch_env(), ONEDNN_MAX_CPU_ISA=side, GLOG_v="3", MINDRESNET_CPU_KERNELS="0")
         if side.upper() == "ALL":
             names = [n for n in names if OPS[n][0] != "conv"]
     command = [python, str(Path(__file__).resolve()), "--child", side, "--repeats", str(repeats), "--threads",
@@ -198,7 +221,8 @@ def spawn(side: str, names: List[str], repeats: int, threads: int, python: str) 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--caps", nargs="+", default=["AVX2", "AVX2_VNNI"])
+    parser.add_argument("--caps", nargs="+", default=["kernels", "AVX2"],
+                        help="MindSpore sides: 'kernels' (mindresnet's CPU kernels) and/or oneDNN ISA caps")
     parser.add_argument("--ops", nargs="+", default=list(OPS), choices=list(OPS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
@@ -208,8 +232,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child = torch_child if args.child == "pytorch" else mindspore_child
-        print("RESULT " + json.dumps(child(args.ops, args.repeats, args.threads)), flush=True)
+        if args.child == "pytorch":
+            result = torch_child(args.ops, args.repeats, args.threads)
+        else:
+            result = mindspore_child(args.ops, args.repeats, args.threads, own_kernels=args.child == "kernels")
+        print("RESULT " + json.dumps(result), flush=True)
         return 0
     sides = [*args.caps, "pytorch"]
     load_before = "%.2f %.2f %.2f" % os.getloadavg()
@@ -221,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"round {index + 1}: {side} done", file=sys.stderr, flush=True)
     print(f"{cpu_line()}; load average {load_before} before, {'%.2f %.2f %.2f' % os.getloadavg()} after")
     for side in sides:
-        print(f"- {side if side == 'pytorch' else 'MindSpore ' + side}: {rounds[side][0]['side']}")
+        print(f"- {side if side in ('pytorch', 'kernels') else 'MindSpore ' + side}: {rounds[side][0]['side']}")
     header = " | ".join(f"{side} fwd | {side} fwd+bwd" for side in sides)
     print(f"\nms per call (wall / CPU of all threads), median of {args.rounds} rounds x {args.repeats} calls, "
           f"{args.threads} thread(s) a side\n\n| op | shape | {header} |")
