@@ -73,7 +73,8 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
     else:
         save_obj = [{"name": p.name, "data": p} for p in params]
     if meta is None and hasattr(params, "arch"):
-        meta = CheckpointMeta.describe(params.arch, params.fc.out_channels, params.stem, params.convention)
+        meta = CheckpointMeta.describe(params.arch, params.get_classifier().out_channels, params.stem,
+                                       params.convention)
     append = {META_KEY: json.dumps(meta.to_dict())} if meta is not None else None
     verify = read_checkpoint if keep_backup else None
     with atomic_path(path, ".ckpt", keep_backup=keep_backup, verify=verify) as tmp:  # ms appends .ckpt otherwise

@@ -30,7 +30,7 @@ class CheckpointMeta:
     ``mean`` and ``std`` read it. ``val_split``/``val_seed``: the training images held out to pick
     the best checkpoint (0: none, the dataset's held-out split picked it).
 
-    ``class_names_from`` is not stored: it says where :func:`mindresnet.trained.load_trained_model`
+    ``class_names_from`` is not stored: it says where :func:`mindresnet.models.load_model`
     found the class names (``"metadata"``, a class index file, or None for generic names).
     """
 

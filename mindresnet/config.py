@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,20 +17,21 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from mindresnet.cli.args import FALSE_WORDS, TRUE_WORDS, add_bool_flag, parse_bool
+from mindresnet.booleans import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
+from mindresnet.cli.args import add_bool_flag, parse_bool
 from mindresnet.data.constants import MAX_IMAGE_SIZE
 from mindresnet.data.factory import DATASETS
 from mindresnet.data.transforms import AUTO_AUGMENTS
 from mindresnet.errors import ConfigError
 from mindresnet.fileio import write_text
-from mindresnet.models.registry import VARIANTS, get_variant
+from mindresnet.models.pretrained import parse_pretrained
+from mindresnet.models.registry import VARIANTS
 from mindresnet.models.resnet import STEMS
 from mindresnet.runtime import normalize_device
 
 LR_SCHEDULES = ("cosine", "cosine_epoch", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 OPTIMIZERS = ("momentum", "sgd", "adamw")
-NONE_WORDS = ("none", "null", "")
 BALANCED = "balanced"  # the one value of --class-weights and --sampler
 HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
 DEFAULT_HEAD_EPOCHS = 1  # head-only epochs of --pretrained runs when --freeze-epochs is unset
@@ -225,7 +225,7 @@ class TrainConfig:
         if self.init_from:
             if not Path(self.init_from).is_file():
                 raise ConfigError(f"--init-from {self.init_from}: no such checkpoint file.")
-            if str(self.pretrained).strip().lower() not in TRUE_WORDS + FALSE_WORDS + NONE_WORDS:
+            if not isinstance(self.pretrained_value(), bool):
                 raise ConfigError(f"--init-from takes the weights of {self.init_from}: drop --pretrained "
                                   f"{self.pretrained}.")
             self.pretrained = "false"
@@ -269,23 +269,12 @@ class TrainConfig:
 
     def wants_pretrained(self) -> bool:
         """Whether ``pretrained`` asks for weights at all (anything but false/none)."""
-        return str(self.pretrained).strip().lower() not in FALSE_WORDS + NONE_WORDS
+        return self.pretrained_value() is not False
 
     def pretrained_value(self) -> Union[bool, str]:
-        """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path."""
-        value = str(self.pretrained).strip()
-        if value.lower() in TRUE_WORDS:
-            return True
-        if not self.wants_pretrained():
-            return False
-        if os.path.isfile(value):
-            return value
-        tags = [weights.tag for weights in get_variant(self.arch).weights] if self.arch in VARIANTS else []
-        if value in tags:
-            return value
-        raise ConfigError(f"--pretrained {value}: no such file, and not a weights tag of {self.arch} "
-                          f"({', '.join(tags) or 'it has none'}). Pass true, false, a tag or a weights file "
-                          "(.ckpt, .pth, .pt, .safetensors).")
+        """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path
+        (:func:`~mindresnet.models.pretrained.parse_pretrained`)."""
+        return parse_pretrained(self.pretrained, self.arch)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

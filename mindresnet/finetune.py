@@ -1,10 +1,10 @@
 """Fine-tuning pieces: frozen backbones, per-layer learning rates, linear probes, weight averaging.
 
-* :func:`freeze_backbone` makes everything but the ``fc`` head non-trainable **and** runs the
-  backbone's BatchNorm in inference mode, so its moving statistics stay those of the pretrained
-  file (Keras' transfer-learning rule; pytorch/pytorch#86590 shows the trap of freezing only weights).
-* :func:`lr_scale` is timm's layer decay: the head learns at the base rate (times a head scale),
-  ``layer4`` at ``D``, ``layer3`` at ``D**2`` ... the stem at ``D**5``.
+* Freezing the backbone is the network's own
+  (:meth:`~mindresnet.models.resnet.ResNet.freeze_backbone`: weights and BatchNorm statistics).
+* :func:`lr_scale` is timm's layer decay over the network's parameter groups
+  (:meth:`~mindresnet.models.resnet.ResNet.param_group`): the head learns at the base rate (times a
+  head scale), the last stage at ``D``, the one before at ``D**2`` ... the stem at ``D**5``.
 * :func:`extract_features` and :class:`HeadTrainer` train the head on features computed once;
   :class:`HeadStage` runs them as ``mindresnet.train``'s linear probe and as the head-only first
   stage of ``--freeze-epochs`` (linear probe, then fine-tune: Kumar et al., "Fine-Tuning can
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from typing import ContextManager, Dict, Iterator, List, Optional, Tuple
 
@@ -28,32 +27,17 @@ from mindresnet.kernels import use_cpu_kernels
 from mindresnet.checkpoint import assign_parameters
 from mindresnet.data.balance import balanced_class_weights
 from mindresnet.data.factory import split_labels
+from mindresnet.models.resnet import HEAD_GROUP, ResNet
 
 logger = logging.getLogger("mindresnet.finetune")
 
-HEAD_PREFIX = "fc."
-STAGE_IDS = {"layer1": 1, "layer2": 2, "layer3": 3, "layer4": 4}
-HEAD_ID = 5  # stem 0, layer1-4 1-4, head 5: timm's layer ids for a ResNet
-
-
-def is_head(name: str) -> bool:
-    """Whether parameter ``name`` belongs to the ``fc`` classifier."""
-    return name.startswith(HEAD_PREFIX)
-
-
-def layer_id(name: str) -> int:
-    """Depth of parameter ``name`` counted from the input: stem 0, ``layerN`` N, head 5."""
-    if is_head(name):
-        return HEAD_ID
-    match = re.match(r"(layer\d)\.", name)
-    return STAGE_IDS[match.group(1)] if match else 0
-
 
 def lr_scale(name: str, layer_decay: float = 1.0, head_lr_scale: float = 1.0) -> float:
-    """Learning-rate multiplier of parameter ``name``: ``layer_decay ** (5 - layer id)``, times
+    """Learning-rate multiplier of parameter ``name``: ``layer_decay ** (head group - its group)``, times
     ``head_lr_scale`` for the head (timm's ``--layer-decay`` for a ResNet's stem, 4 stages and head)."""
-    scale = layer_decay ** (HEAD_ID - layer_id(name))
-    return scale * head_lr_scale if is_head(name) else scale
+    group = ResNet.param_group(name)
+    scale = layer_decay ** (HEAD_GROUP - group)
+    return scale * head_lr_scale if group == HEAD_GROUP else scale
 
 
 def optimizer_for(net: nn.Cell, config, rates) -> nn.Optimizer:
@@ -78,32 +62,10 @@ def loss_for(config, num_classes: int) -> nn.Cell:
 
 def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
     """The latest learning rates of the head (``lr``) and, when it trains, the stem (``lr_stem``)."""
-    columns = {"lr": engine.current_lr(optimizer, net.fc.weight)}
+    columns = {"lr": engine.current_lr(optimizer, net.get_classifier().weight)}
     if net.conv1.weight.requires_grad:
         columns["lr_stem"] = engine.current_lr(optimizer, net.conv1.weight)
     return columns
-
-
-def backbone_batchnorms(net: nn.Cell) -> List[nn.Cell]:
-    """The BatchNorm cells of ``net`` outside the head."""
-    return [cell for name, cell in net.cells_and_names()
-            if isinstance(cell, nn.BatchNorm2d) and not is_head(name + ".")]
-
-
-def freeze_backbone(net: nn.Cell, frozen: bool = True) -> None:
-    """Freeze (or unfreeze) everything but the ``fc`` head.
-
-    Frozen: backbone parameters get ``requires_grad=False`` and backbone BatchNorm layers run in
-    inference mode even while the network trains (``use_batch_statistics=False``), so they
-    normalise with, and never update, their moving statistics. Unfrozen: all parameters train and
-    BatchNorm follows the training flag again. Build the train step after calling this: graph mode
-    compiles the BatchNorm mode in.
-    """
-    for param in net.trainable_params() + [p for p in net.get_parameters() if not p.requires_grad]:
-        if not re.search(r"moving_(mean|variance)$", param.name):
-            param.requires_grad = (not frozen) or is_head(param.name)
-    for cell in backbone_batchnorms(net):
-        cell.use_batch_statistics = False if frozen else None
 
 
 class PooledFeatures(nn.Cell):
@@ -143,7 +105,7 @@ def extract_features(net: nn.Cell, dataset, cpu_kernels: bool = True) -> Tuple[n
 
 class _HeadWithLoss(nn.Cell):
     def __init__(self, head: nn.Cell, loss_fn: nn.Cell):
-        super().__init__(auto_prefix=False)  # keep the head's parameter names (fc.weight, fc.bias)
+        super().__init__(auto_prefix=False)  # keep the head's parameter names
         self.head = head
         self.loss_fn = loss_fn
 
@@ -152,15 +114,15 @@ class _HeadWithLoss(nn.Cell):
 
 
 class HeadTrainer(nn.Cell):
-    """Trains the ``fc`` head of ``net`` on cached features, one compiled step per batch.
+    """Trains the classifier of ``net`` on cached features, one compiled step per batch.
 
     Its parameters (the head and its optimizer state) are saved and restored like a train step's.
     Epoch ``e`` visits the features in the order :meth:`epoch_order` gives, the same in every run of
     this seed, so an interrupted epoch can resume at its step.
 
     Args:
-        net: the ResNet whose ``fc`` is trained in place.
-        optimizer: optimizer over ``net.fc``'s parameters (see :func:`engine.build_optimizer`).
+        net: the ResNet whose classifier is trained in place.
+        optimizer: optimizer over the classifier's parameters (see :func:`engine.build_optimizer`).
         loss_fn: loss on (logits, labels).
         batch_size: features per step.
         seed: seed of the per-epoch shuffling.
@@ -168,9 +130,9 @@ class HeadTrainer(nn.Cell):
 
     def __init__(self, net: nn.Cell, optimizer: nn.Optimizer, loss_fn: nn.Cell, batch_size: int, seed: int = 1):
         super().__init__(auto_prefix=False)
-        self.head = net.fc
+        self.head = net.get_classifier()
         self.optimizer = optimizer
-        self.step = nn.TrainOneStepCell(_HeadWithLoss(net.fc, loss_fn), optimizer)
+        self.step = nn.TrainOneStepCell(_HeadWithLoss(self.head, loss_fn), optimizer)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.epochs_run = 0
@@ -206,9 +168,9 @@ class HeadTrainer(nn.Cell):
 class HeadStage:
     """Head-only epochs on features computed once: the linear probe, and the first stage of ``--freeze-epochs``.
 
-    The backbone is frozen (:func:`freeze_backbone`); its pooled features of the un-augmented
+    The backbone is frozen (:meth:`ResNet.freeze_backbone`); its pooled features of the un-augmented
     training images are extracted once (eval-mode BatchNorm) and kept in memory, those of the test
-    images at the first evaluation. Each epoch then trains ``net.fc`` on them step by step; a stop
+    images at the first evaluation. Each epoch then trains the classifier on them step by step; a stop
     signal is honoured after any step and the epoch resumes there. The head's schedule runs over
     this stage's epochs only; no mixing, EMA, accumulation or clipping applies here.
 
@@ -233,7 +195,7 @@ class HeadStage:
 
     def __init__(self, net: nn.Cell, config, train_pipeline, test_pipeline, epochs: int, peak_lr: float,
                  lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
-        freeze_backbone(net)
+        net.freeze_backbone()
         self.net, self.test_pipeline, self.end_epoch = net, test_pipeline, int(epochs)
         self.cpu_kernels = config.amp == "O0"  # AMP cannot rewrite the kernels' cells (build_train_step)
         self.save_every_steps, self.lr_hint = config.save_every_steps, f"{lr_flag} (now {peak_lr})"
@@ -246,9 +208,10 @@ class HeadStage:
         self.images_per_epoch = len(self.features) * shards
         rates = engine.lr_schedule(config.lr_schedule, peak_lr, min(config.min_lr, peak_lr), self.end_epoch,
                                    self.steps_per_epoch, warmup_epochs)
-        self.optimizer = engine.build_optimizer(net.fc.trainable_params(), config.optimizer, rates, config.momentum,
+        head = net.get_classifier()
+        self.optimizer = engine.build_optimizer(head.trainable_params(), config.optimizer, rates, config.momentum,
                                                 config.weight_decay)
-        self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, net.fc.weight.shape[0]),
+        self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, head.weight.shape[0]),
                                    config.batch_size, config.seed)
 
     def run_epoch(self, epoch: int, progress, stop, save_last) -> None:

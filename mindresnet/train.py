@@ -125,7 +125,7 @@ class FullStage:
 
     def __init__(self, net, config: TrainConfig, dist: DistInfo, train: LoadedDataset, test: LoadedDataset,
                  num_classes: int, first_epoch: int):
-        finetune.freeze_backbone(net, config.freeze_backbone)  # unfreezes after a head stage
+        net.freeze_backbone(config.freeze_backbone)  # unfreezes after a head stage
         self.net, self.config, self.dist, self.test_ds = net, config, dist, test.pipeline
         self.first_epoch, self.end_epoch = first_epoch, config.epochs
         self.train_ds = mix_batches(train.pipeline, num_classes, config.mixup, config.cutmix)

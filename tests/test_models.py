@@ -1,11 +1,15 @@
-"""Model zoo: every variant builds, has the reference parameter count and the tutorial's names."""
+"""Model zoo: every variant builds, has the reference parameter count and the tutorial's names; the
+network owns its classifier, parameter groups and frozen backbone."""
+import re
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
 import pytest
 
 import mindresnet
 from mindresnet import models
-from mindresnet.models import CONVENTIONS, ResidualBlock, ResidualBlockBase, ResNet, freeze, make_layer
+from mindresnet.models import CONVENTIONS, ResidualBlock, ResidualBlockBase, ResNet, make_layer
 from mindresnet.models.conventions import SymmetricMaxPool2d
 
 # Trainable parameters with a 1000-class head, as published for torchvision's architectures.
@@ -112,11 +116,57 @@ def test_bad_names_and_options_raise_clear_errors():
         ResNet(ResidualBlockBase, (2, 2, 2, 2), groups=32)
 
 
-def test_freeze_backbone_leaves_only_the_head_trainable():
+def batch_norms(net):
+    return [cell for _, cell in net.cells_and_names() if isinstance(cell, ms.nn.BatchNorm2d)]
+
+
+def test_freeze_backbone_leaves_only_the_head_trainable_and_batchnorm_in_inference_mode():
     net = mindresnet.resnet18(num_classes=10, freeze_backbone=True)
     assert sorted(p.name for p in net.trainable_params()) == ["fc.bias", "fc.weight"]
-    freeze(net)
-    assert len(net.trainable_params()) == 2
+    assert len(batch_norms(net)) == 20 and all(bn.use_batch_statistics is False for bn in batch_norms(net))
+    net.freeze_backbone(False)
+    assert len(net.trainable_params()) == len([p for p in net.get_parameters() if "moving_" not in p.name])
+    assert all(bn.use_batch_statistics is None for bn in batch_norms(net))
+
+
+def test_the_network_owns_and_resets_its_classifier(pynative):
+    net = mindresnet.resnet18(num_classes=10, stem="cifar")
+    assert net.get_classifier() is net.fc and net.get_classifier().weight.shape == (10, 512)
+    backbone = {p.name: p.asnumpy().copy() for p in net.get_parameters() if not net.is_head(p.name)}
+    net.reset_classifier(7)
+    assert net.get_classifier() is net.fc and net.fc.weight.shape == (7, 512)
+    names = [p.name for p in net.get_parameters()]
+    assert names[-2:] == ["fc.weight", "fc.bias"] and len(names) == len(set(names))
+    for name, param in ((p.name, p) for p in net.get_parameters() if p.name in backbone):
+        np.testing.assert_array_equal(param.asnumpy(), backbone[name])
+    net.set_train(False)
+    assert net(ms.Tensor(np.zeros((2, 3, 32, 32), np.float32))).shape == (2, 7)
+
+
+def test_parameter_groups_are_stem_stages_and_head():
+    net = mindresnet.resnet50()
+    groups = {}
+    for param in net.get_parameters():
+        groups.setdefault(ResNet.param_group(param.name), []).append(param.name)
+    assert sorted(groups) == [0, 1, 2, 3, 4, 5]
+    assert sorted(groups[0]) == sorted(["conv1.weight"] + [f"norm.{k}" for k in ("gamma", "beta", "moving_mean",
+                                                                                  "moving_variance")])
+    assert groups[5] == ["fc.weight", "fc.bias"] and all(net.is_head(name) for name in groups[5])
+    for stage in (1, 2, 3, 4):
+        assert groups[stage] and all(name.startswith(f"layer{stage}.") for name in groups[stage])
+    matcher = ResNet.group_matcher()
+    for param in net.get_parameters():  # timm's group_matcher: every parameter in exactly one group
+        assert sum(bool(re.match(pattern, param.name)) for pattern in matcher.values()) == 1, param.name
+
+
+def test_only_the_network_spells_its_head_and_stage_names():
+    """Loading, fine-tuning, checkpoints and conversion ask the network (get_classifier, param_group)."""
+    package = Path(mindresnet.__file__).parent
+    spelled = re.compile(r"""["'(]fc\.|layer\\d|["'(]layer\d\.|\.fc\b""")
+    offenders = [f"{path.relative_to(package)}:{number}" for path in sorted(package.rglob("*.py"))
+                 if path.parent.name != "models"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)]
+    assert not offenders
 
 
 def test_builders_are_named_and_documented():

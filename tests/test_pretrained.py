@@ -21,9 +21,10 @@ from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD
 from mindresnet.data.imagenet import imagenet_class_names
 from mindresnet.data.preprocess import Preprocess
 from mindresnet.errors import ConfigError
-from mindresnet.models import VARIANTS, get_weights, pretrained_model
+from mindresnet.models import VARIANTS, get_weights, load_model, parse_pretrained, pretrained_model
 from mindresnet.models.naming import canonical_name, detect_naming
 from mindresnet.models.pretrained import pretrained_path
+from mindresnet.trained import load_trained_model
 
 X = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
 
@@ -163,7 +164,7 @@ def test_bad_files_give_clear_errors(tmp_path, source_net, kind):
 
 
 def test_missing_local_file():
-    with pytest.raises(CheckpointError, match="nope.ckpt: no such file"):
+    with pytest.raises(ConfigError, match="--pretrained nope.ckpt: no such file, and not a weights tag of resnet18"):
         mindresnet.resnet18(pretrained="nope.ckpt")
 
 
@@ -218,7 +219,7 @@ def test_pretrained_true_downloads_once_through_the_mirror(tmp_path, monkeypatch
     mindresnet.resnet18(num_classes=10, pretrained=True)
     assert len(requests) == first_download, "the second call must reuse the cache"
     cached = list((tmp_path / "home" / "checkpoints").iterdir())
-    assert sorted(p.name for p in cached) == [served, served + ".lock"]
+    assert [p.name for p in cached] == [served]  # no lock file left behind
 
 
 def test_a_published_tag_builds_its_convention(tmp_path, monkeypatch, file_server):
@@ -236,7 +237,7 @@ def test_download_with_another_hash_prefix_is_rejected(tmp_path, monkeypatch, fi
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     with pytest.raises(hub.DownloadError, match="does not match the published SHA-256 1e65cd21"):
         mindresnet.resnet18(pretrained=True)
-    assert [p.name for p in (tmp_path / "home" / "checkpoints").iterdir()] == ["resnet18-1e65cd21.ckpt.lock"]
+    assert not list((tmp_path / "home" / "checkpoints").iterdir())
 
 
 def test_concurrent_downloads_fetch_once(tmp_path, monkeypatch, file_server):
@@ -263,8 +264,7 @@ def test_corrupt_download_without_checksum_leaves_nothing_in_the_cache(tmp_path,
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     with pytest.raises(hub.DownloadError, match="failed its check"):
         mindresnet.resnet50(pretrained=True)
-    leftovers = [p.name for p in (tmp_path / "home" / "checkpoints").iterdir()]
-    assert leftovers == ["resnet50_224_new.ckpt.lock"]
+    assert not list((tmp_path / "home" / "checkpoints").iterdir())
 
 
 def test_sha256_mismatch_is_rejected(tmp_path, monkeypatch, file_server):
@@ -333,6 +333,71 @@ def test_pretrained_model_uses_the_files_own_class_names(tmp_path):
                                                                                  (0.5,) * 3, (0.25,) * 3)
 
 
+@pytest.mark.parametrize("value,expected", [(True, True), (False, False), (None, False), ("true", True),
+                                            (" Yes ", True), ("0", False), ("none", False), ("", False),
+                                            ("tutorial", "tutorial"), ("mindcv", "mindcv")])
+def test_one_parser_reads_every_pretrained_value(value, expected):
+    assert parse_pretrained(value, "resnet50") == expected
+
+
+def test_the_pretrained_parser_takes_files_and_names_what_it_refuses(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    assert parse_pretrained(weights, "resnet18") == parse_pretrained(str(weights), None) == str(weights)
+    with pytest.raises(ConfigError, match=r"--pretrained tutorial: no such file, and not a weights tag of resnet18 "
+                                          r"\(mindcv\)"):
+        parse_pretrained("tutorial", "resnet18")
+    with pytest.raises(ConfigError, match=r"--pretrained mindcv: .*tags need --arch"):
+        parse_pretrained("mindcv", None)
+    assert mindresnet.resnet18(pretrained="false").load_report is None  # create_model reads it the same way
+
+
+def write_safetensors(net, path):
+    save_file = pytest.importorskip("safetensors.numpy").save_file
+    torch_names = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+    tensors = {}
+    for param in net.get_parameters():
+        module, _, field = param.name.rpartition(".")
+        module = re.sub(r"^norm$", "bn1", re.sub(r"\.norm(\d)$", r".bn\1", module)).replace("down_sample", "downsample")
+        tensors[f"{module}.{torch_names.get(field, field)}"] = param.asnumpy()
+    save_file(tensors, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["trained", "plain", "mindcv", "safetensors"])
+def test_one_loader_for_every_kind_of_weights(tmp_path, kind):
+    """load_model, and its thin callers load_trained_model (--ckpt) and pretrained_model, agree on every source."""
+    expected = {"trained": "mindcv", "plain": "tutorial", "mindcv": "mindcv", "safetensors": "torch"}[kind]
+    net = mindresnet.resnet18(num_classes=4, stem="cifar", convention=expected)  # what the file's naming implies
+    stored = CheckpointMeta("resnet18", 4, stem="cifar", convention="mindcv", class_names=list("abcd"),
+                            preprocess=Preprocess(32, "squash", 1.0, mean=(0.5,) * 3, std=(0.25,) * 3))
+    path = {"trained": lambda: save_checkpoint(net, tmp_path / "trained.ckpt", stored),
+            "plain": lambda: save_renamed(net, tmp_path / "plain.ckpt", lambda name: name),
+            "mindcv": lambda: save_renamed(net, tmp_path / "mindcv.ckpt", to_mindcv),
+            "safetensors": lambda: write_safetensors(net, tmp_path / "torch.safetensors")}[kind]()
+    arch = None if kind == "trained" else "resnet18"
+    loaded, meta = load_model(path, arch=arch)
+    np.testing.assert_array_equal(outputs(loaded), outputs(net))
+    assert not loaded.training and len(loaded.load_report.loaded) == len(list(net.get_parameters()))
+    assert (meta.arch, meta.num_classes, meta.stem, meta.image_size) == ("resnet18", 4, "cifar", 32)
+    assert loaded.convention == meta.convention == expected
+    assert meta.class_names == (list("abcd") if kind == "trained" else [f"class_{i}" for i in range(4)])
+    for again, again_meta in (load_trained_model(path, arch=arch), pretrained_model("resnet18", str(path))):
+        np.testing.assert_array_equal(outputs(again), outputs(loaded))
+        assert again_meta == meta
+
+
+def test_the_loader_refuses_flags_that_contradict_the_metadata_and_heads_that_do_not_fit(tmp_path, source_net):
+    path = save_checkpoint(source_net, tmp_path / "r18.ckpt")
+    with pytest.raises(CheckpointError, match=r"--convention torch contradicts checkpoint .*r18\.ckpt"):
+        load_model(path, convention="torch")
+    bare = save_renamed(source_net, tmp_path / "bare.ckpt", lambda name: name)
+    with pytest.raises(CheckpointError, match=r"bare\.ckpt has no mindresnet metadata.*--arch"):
+        load_model(bare)
+    with pytest.raises(CheckpointError, match=r"bare\.ckpt has a classifier head of shape \(1000, 512\).*10 classes"):
+        load_model(bare, arch="resnet18", num_classes=10)
+
+
 def test_model_modules_import_one_way():
     """No module of mindresnet.models imports one that imports it back, not even inside a function."""
     folder = Path(mindresnet.models.__file__).parent
@@ -353,3 +418,4 @@ def test_model_modules_import_one_way():
     assert not cycles, f"import cycles through {cycles}"
     below_factory = imports["mindresnet.models.registry"] | imports["mindresnet.models.pretrained"]
     assert "mindresnet.models.factory" not in below_factory
+    assert "mindresnet.models.loader" not in below_factory | imports["mindresnet.models.factory"]

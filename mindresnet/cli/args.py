@@ -2,21 +2,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Optional, Tuple
 
+from mindresnet.booleans import FALSE_WORDS, TRUE_WORDS
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.factory import DATASETS
 from mindresnet.errors import ConfigError, DeviceError
-from mindresnet.models import CONVENTIONS, pretrained_model
+from mindresnet.models import CONVENTIONS, load_model, parse_pretrained
 from mindresnet.models.resnet import STEMS
 from mindresnet.runtime import DEVICES, normalize_device, setup_context
-from mindresnet.trained import load_trained_model
 
 DEFAULT_CKPT = "ckpt/resnet50-best.ckpt"  # where the default `python -m mindresnet.train` run puts it
 DEFAULT_DATA_DIR = "datasets-cifar10-bin"
-TRUE_WORDS = ("true", "yes", "1", "on")
-FALSE_WORDS = ("false", "no", "0", "off")
 
 
 def parse_bool(text) -> bool:
@@ -95,18 +94,15 @@ def add_data_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
 
 
 def model_from_args(args: argparse.Namespace, mode: str = "graph") -> Tuple[object, CheckpointMeta]:
-    """Set up the MindSpore context for ``--device`` and load ``--ckpt``.
+    """Set up the MindSpore context for ``--device`` and load ``--pretrained``, else ``--ckpt``
+    (:func:`mindresnet.models.load_model`, with the model flags).
 
     ``mode``: ``graph`` for many batches (evaluate, visualize, export); ``pynative`` for a few
     images (predict), where compiling the graph would cost more than it saves.
     """
     setup_context(args.device, mode=mode)
-    choice = getattr(args, "pretrained", None)
-    if choice and choice.lower() not in FALSE_WORDS:
-        if not args.arch:
-            raise ConfigError("--pretrained needs --arch (e.g. --arch resnet50).")
-        return pretrained_model(args.arch, True if choice.lower() in TRUE_WORDS else choice,
-                                convention=args.convention)
-    return load_trained_model(args.ckpt, arch=args.arch, num_classes=args.num_classes, stem=args.stem,
-                              convention=args.convention, image_size=args.image_size,
-                              class_indices=args.class_indices)
+    weights = parse_pretrained(getattr(args, "pretrained", None), args.arch)
+    if weights and not args.arch:
+        raise ConfigError("--pretrained needs --arch (e.g. --arch resnet50).")
+    return load_model(weights or Path(args.ckpt), arch=args.arch, num_classes=args.num_classes, stem=args.stem,
+                      convention=args.convention, image_size=args.image_size, class_indices=args.class_indices)

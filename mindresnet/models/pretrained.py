@@ -1,31 +1,33 @@
 """Pretrained weights: find them (path, published tag -> cache -> URL), identify them, load them with a report.
 
+:func:`parse_pretrained` is the one reader of a ``pretrained`` value (flag, YAML key or argument);
 :func:`open_weights` reads a weights file of any supported format and says which naming scheme
 and convention it comes from; :func:`load_weights` copies it into a network under our names.
-Building the network in the right convention is :func:`mindresnet.models.create_model`'s job.
+Building the network in the right convention is :mod:`mindresnet.models.factory`'s and
+:mod:`mindresnet.models.loader`'s job.
 """
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from mindresnet import hub
-from mindresnet.errors import CheckpointError
+from mindresnet.booleans import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
+from mindresnet.errors import CheckpointError, ConfigError
 from mindresnet.checkpoint import assign_parameters
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.models.identify import looks_like
 from mindresnet.models.naming import IGNORED_SUFFIXES, canonical_name, detect_naming, naming_convention
-from mindresnet.models.registry import Weights, get_variant, get_weights
+from mindresnet.models.registry import VARIANTS, Weights, get_variant, get_weights
 from mindresnet.models.resnet import ResNet
 from mindresnet.models.weight_files import Params, read_weights
 
 logger = logging.getLogger(__name__)
 
-HEAD_PREFIX = "fc."
-STEM_CONV = "conv1.weight"
-HEAD_WEIGHT = "fc.weight"
+Pretrained = Union[bool, str]
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "learning_rate", "global_step", "momentum",
                       "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
                       "epoch_num", "step_num", "adam_m.", "adam_v.", "beta1_power", "beta2_power",
@@ -53,18 +55,23 @@ class WeightsSource:
     weights: Optional[Weights] = None
 
     @property
+    def head_shape(self) -> Optional[Tuple[int, ...]]:
+        """Shape of its classifier weight (None when it has none)."""
+        for name, value in self.params.items():
+            if canonical_name(name) == ResNet.head_weight:
+                return tuple(int(n) for n in value.shape)
+        return None
+
+    @property
     def num_classes(self) -> Optional[int]:
         """Rows of its classifier head (None when it has none)."""
-        for name, value in self.params.items():
-            if canonical_name(name) == HEAD_WEIGHT:
-                return int(value.shape[0])
-        return None
+        return self.head_shape[0] if self.head_shape else None
 
     @property
     def stem(self) -> str:
         """``"cifar"`` when its stem convolution is 3x3, else ``"imagenet"``."""
         for name, value in self.params.items():
-            if canonical_name(name) == STEM_CONV:
+            if canonical_name(name) == ResNet.stem_weight:
                 return "cifar" if value.shape[-1] == 3 else "imagenet"
         return "imagenet"
 
@@ -92,14 +99,38 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def open_weights(name: str, pretrained: Union[bool, str, Path]) -> WeightsSource:
+def parse_pretrained(value: Union[bool, str, os.PathLike, None], arch: Optional[str]) -> Pretrained:
+    """A ``pretrained`` value (``--pretrained``, its YAML key, ``create_model``'s argument) as False, True
+    (the default published weights of ``arch``), one of its published weights tags, or a weights file.
+
+    Raises:
+        ConfigError: none of these (names the value and the tags of ``arch``).
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip()
+    if text.lower() in TRUE_WORDS:
+        return True
+    if text.lower() in FALSE_WORDS + NONE_WORDS:
+        return False
+    if os.path.isfile(text):
+        return text
+    tags = [weights.tag for weights in VARIANTS[arch].weights] if arch in VARIANTS else []
+    if text in tags:
+        return text
+    known = f"a weights tag of {arch} ({', '.join(tags) or 'it has none'})" if arch else "a tag (tags need --arch)"
+    raise ConfigError(f"--pretrained {text}: no such file, and not {known}. Pass true, false, a tag or a weights "
+                      "file (.ckpt, .pth, .pt, .safetensors).")
+
+
+def open_weights(name: Optional[str], pretrained: Union[bool, str, Path]) -> WeightsSource:
     """Read the weights that ``pretrained`` names for variant ``name`` and identify them.
 
     Args:
-        name: the variant (used for its published weights).
+        name: the variant (used for its published weights; None when ``pretrained`` is a file).
         pretrained: ``True`` (the variant's default published weights), a tag of its published
             weights (e.g. ``"mindcv"`` for ResNet-50), or the path of a ``.ckpt``, ``.pth``,
-            ``.pt`` or ``.safetensors`` file.
+            ``.pt`` or ``.safetensors`` file (see :func:`parse_pretrained`).
 
     The convention is the published entry's; for a file, its mindresnet metadata's (``"mindcv"``
     for mindresnet checkpoints written before conventions were recorded), else the one its
@@ -115,20 +146,19 @@ def open_weights(name: str, pretrained: Union[bool, str, Path]) -> WeightsSource
         params, meta = read_weights(path)
         return WeightsSource(path, params, meta, weights.naming, weights.convention, weights)
     path = Path(pretrained)
-    if not path.is_file():
-        raise CheckpointError(f"--pretrained {path}: no such file. Pass an existing .ckpt, .pth, .pt or "
-                              ".safetensors file, 'true' to download the published weights, or 'false'.")
     params, meta = read_weights(path)
     naming = detect_naming(params)
     convention = meta.convention if meta is not None else naming_convention(naming, params)
     return WeightsSource(path, params, meta, naming, convention)
 
 
-def _published(name: str, pretrained: Union[bool, str, Path]) -> Optional[Weights]:
+def _published(name: Optional[str], pretrained: Union[bool, str, Path]) -> Optional[Weights]:
     """The published entry ``pretrained`` asks for, or None when it names a file."""
     if pretrained is True:
+        if name is None:
+            raise ConfigError("Published weights need the model: pass --arch (e.g. --arch resnet50).")
         return get_weights(name)
-    tags = {weights.tag for weights in get_variant(name).weights}
+    tags = {weights.tag for weights in get_variant(name).weights} if name is not None else set()
     if isinstance(pretrained, str) and pretrained in tags and not Path(pretrained).exists():
         return get_weights(name, pretrained)
     return None
@@ -165,14 +195,14 @@ def load_weights(net: ResNet, path: Union[str, Path], params: Optional[Params] =
         if tuple(value.shape) == tuple(param.shape):
             to_load[name] = value
             report.loaded.append(name)
-        elif name.startswith(HEAD_PREFIX):
+        elif net.is_head(name):
             report.skipped_head.append(name)
-        elif name == STEM_CONV and getattr(net, "stem", "imagenet") == "cifar":
+        elif name == net.stem_weight and net.stem == "cifar":
             report.skipped_stem.append(name)
         else:
             wrong_shape.append(f"{name} {tuple(value.shape)} in file vs {tuple(param.shape)} in model")
     report.unexpected = sorted(source)
-    backbone_missing = [n for n in missing if not n.startswith(HEAD_PREFIX)]
+    backbone_missing = [n for n in missing if not net.is_head(n)]
     unexpected = [] if allow_partial else report.unexpected
     if wrong_shape or backbone_missing or unexpected:
         problems = []

@@ -1,7 +1,13 @@
-"""The ResNet network: a stem, four ``make_layer`` stages, global average pooling and ``fc``."""
+"""The ResNet network: a stem, four ``make_layer`` stages, global average pooling and ``fc``.
+
+The network is the one owner of its layout: which parameters are the classifier, the stem and each
+stage (:meth:`ResNet.param_group`, timm's ``group_matcher``), how to replace the classifier, and
+what freezing the backbone means. Nothing outside it spells ``fc.`` or ``layerN.``.
+"""
 from __future__ import annotations
 
-from typing import List, Sequence, Union
+import re
+from typing import Dict, List, Sequence, Union
 
 from mindspore import nn, ops
 
@@ -9,6 +15,11 @@ from mindresnet.models.blocks import CONV_INIT, Block, make_layer
 from mindresnet.models.conventions import Convention, get_convention
 
 STEMS = ("imagenet", "cifar")
+HEAD = "fc"  # the classifier's attribute, hence its parameters' prefix
+STEM_CONV = "conv1"
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+HEAD_GROUP = len(STAGES) + 1  # parameter groups: stem 0, stages 1-4, head 5 (timm's layer ids)
+MOVING_STATISTICS = re.compile(r"\.moving_(mean|variance)$")
 
 
 def depth_rates(drop_path: float, blocks: int) -> List[float]:
@@ -69,6 +80,54 @@ class ResNet(nn.Cell):
             last = width * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Dense(self.num_features, num_classes)
+
+    head_weight = f"{HEAD}.weight"  # parameter names that loading code checks
+    stem_weight = f"{STEM_CONV}.weight"
+
+    def get_classifier(self) -> nn.Dense:
+        """The classifier (timm's ``get_classifier``)."""
+        return getattr(self, HEAD)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a freshly initialised one of ``num_classes`` outputs (timm's
+        ``reset_classifier``); its parameters keep their names (MindSpore prefixes them on assignment)."""
+        setattr(self, HEAD, nn.Dense(self.num_features, int(num_classes)))
+
+    @staticmethod
+    def group_matcher() -> Dict[str, str]:
+        """Regular expressions of the parameter names of each group (timm's ``group_matcher``): the stem,
+        the blocks (the stage number captured) and the head."""
+        return {"stem": rf"^({STEM_CONV}|norm)\.", "blocks": rf"^layer(\d+)\.", "head": rf"^{HEAD}\."}
+
+    @classmethod
+    def param_group(cls, name: str) -> int:
+        """Depth of parameter ``name`` from the input: stem 0, stage ``layerN`` N, head :data:`HEAD_GROUP`."""
+        matcher = cls.group_matcher()
+        if re.match(matcher["head"], name):
+            return HEAD_GROUP
+        stage = re.match(matcher["blocks"], name)
+        return int(stage.group(1)) if stage else 0
+
+    @classmethod
+    def is_head(cls, name: str) -> bool:
+        """Whether parameter ``name`` belongs to the classifier."""
+        return cls.param_group(name) == HEAD_GROUP
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) everything but the classifier.
+
+        Frozen: backbone parameters get ``requires_grad=False`` and backbone BatchNorm layers run in
+        inference mode even while the network trains (``use_batch_statistics=False``), so they
+        normalise with, and never update, their moving statistics (freezing only the weights lets
+        them drift, pytorch/pytorch#86590). Unfrozen: every weight trains and BatchNorm follows the
+        training flag again. Build the train step after calling this: graph mode compiles the mode in.
+        """
+        for param in self.get_parameters():
+            if not MOVING_STATISTICS.search(param.name):
+                param.requires_grad = (not frozen) or self.is_head(param.name)
+        for name, cell in self.cells_and_names():
+            if isinstance(cell, nn.BatchNorm2d) and not self.is_head(name + "."):
+                cell.use_batch_statistics = False if frozen else None
 
     def forward_features(self, x):
         """Feature map after ``layer4`` (N, C, H/32, W/32 for the ImageNet stem)."""
