@@ -47,15 +47,27 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` so that only one process fills ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Hold an exclusive lock on ``<path>.lock`` so that only one process fills ``path``.
+
+    The holder deletes the lock file before releasing it, so none is left behind; a process that
+    waited on the deleted file sees that it no longer has that name and locks the new one instead.
+    """
     lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+") as handle:
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(lock_path)):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()
 
 
 def offline_hint(url: str, dest: Path) -> str:

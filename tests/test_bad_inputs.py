@@ -15,6 +15,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, write_cifar_bin
 from mindresnet.checkpoint import save_checkpoint
@@ -27,7 +28,8 @@ TRAIN = ["--arch", "resnet18", "--pretrained", "false", "--batch-size", "16", "-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A tiny CIFAR-10 folder, a mindresnet resnet18 checkpoint, a resnet34 file without metadata,
-    an earlier run's folder, a file, a binary file and a folder holding a symlink loop."""
+    an earlier run's folder, a file, a binary file, a folder holding a symlink loop and an image
+    folder of one class."""
     root = tmp_path_factory.mktemp("world")
     write_cifar_bin(root / "cifar", records_per_file=8, test_records=16)
     save_checkpoint(create_model("resnet18", num_classes=10, stem="cifar"), root / "r18.ckpt")
@@ -43,6 +45,10 @@ def world(tmp_path_factory) -> Path:
     os.symlink("loop_a.png", root / "images" / "loop_b.png")
     (root / "readonly").mkdir()
     (root / "readonly" / "kept.txt").write_text("kept\n")
+    cats = root / "oneclass" / "train" / "cat"
+    cats.mkdir(parents=True)
+    for index in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * index, np.uint8)).save(cats / f"{index}.png")
     return root
 
 
@@ -95,6 +101,8 @@ CASES = [  # (id, tool, args with {w} for the world folder, read-only folder or 
      None, 1, ["images"]),
     ("visualize-num-huge", "visualize", ["--ckpt", "{w}/r18.ckpt", "--data-dir", "{w}/cifar", "--num", "100000",
                                          "--out", "{w}/grid.png"], None, 1, ["--num 100000", "16"]),
+    ("folder-one-class", "train", ["--dataset", "folder", "--data-dir", "{w}/oneclass"], None, 1,
+     ["oneclass/train", "one class folder (cat)"]),
     ("export-under-file", "export", ["--ckpt", "{w}/r18.ckpt", "--out", "{w}/a_file/model.mindir"], None, 1,
      ["a_file", "is a file"]),
 ]
@@ -149,6 +157,19 @@ def test_overwrite_moves_the_earlier_run_aside_and_a_stale_lock_is_taken_over(wo
     assert len(kept) == 1 and kept[0].read_bytes() == b"earlier best"
     assert (folder / "resnet18-best.ckpt").read_bytes() != b"earlier best"
     assert not (folder / ".mindresnet.lock").exists()
+
+
+def test_a_failed_offline_download_leaves_no_data_folder(world, tmp_path, monkeypatch, closed_port_url):
+    monkeypatch.setenv("MINDRESNET_MIRROR", closed_port_url)
+    monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
+    fresh = tmp_path / "fresh" / "cifar"
+    result = run_tool("train", TRAIN + ["--data-dir", fresh, "--ckpt-dir", tmp_path / "run"], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "error: Could not download" in result.stderr and str(fresh) in result.stderr
+    assert not (tmp_path / "fresh").exists()
+    assert not list((tmp_path / "home").rglob("*.lock"))
 
 
 def test_ctrl_c_saves_the_step_and_exits_130(world, tmp_path):

@@ -140,15 +140,21 @@ def test_download_from_mirror_once_then_cached(tmp_path, monkeypatch, file_serve
     assert len(requests) == first_download
 
 
-def test_offline_download_names_url_and_folder(tmp_path, monkeypatch, closed_port_url):
+def test_offline_download_names_url_and_folder_and_leaves_nothing_behind(tmp_path, monkeypatch, closed_port_url):
     monkeypatch.setenv("MINDRESNET_MIRROR", closed_port_url)
     monkeypatch.setenv("MINDRESNET_HOME", str(tmp_path / "home"))
     with pytest.raises(hub.DownloadError) as info:
-        create_dataset_cifar10(tmp_path / "data", download=True)
+        create_dataset_cifar10(tmp_path / "new" / "data", download=True)
     message = str(info.value)
     assert f"{closed_port_url}cifar-10-binary.tar.gz" in message
-    assert str(tmp_path / "data" / "cifar-10-batches-bin") in message
-    assert not (tmp_path / "data" / "cifar-10-batches-bin").exists()
+    assert str(tmp_path / "new" / "data" / "cifar-10-batches-bin") in message
+    assert not (tmp_path / "new").exists()  # the folders it created, removed again
+    assert not list(tmp_path.rglob("*.lock"))
+    mine = tmp_path / "mine"  # a folder the user made stays
+    mine.mkdir()
+    with pytest.raises(hub.DownloadError):
+        create_dataset_cifar10(mine, download=True)
+    assert mine.is_dir() and not list(mine.iterdir())
 
 
 def test_archive_with_parent_path_member_is_rejected(tmp_path, monkeypatch):

@@ -121,6 +121,15 @@ def test_no_classes(tmp_path):
     assert str(tmp_path / "root" / "train") in str(info.value)
 
 
+def test_one_class_is_refused_naming_the_folder(tmp_path):
+    save_image(tmp_path / "root" / "train" / "cat" / "a.png", "RGB", seed=0)
+    for usage in ("train", "val"):
+        with pytest.raises(DataError, match="one class folder \\(cat\\): a classifier needs at least two") as info:
+            create_dataset_folder(tmp_path / "root", usage=usage, class_indices_path=tmp_path / "ci.json")
+        assert str(tmp_path / "root" / "train") in str(info.value)
+    assert not (tmp_path / "ci.json").exists()
+
+
 def test_empty_class(image_root):
     empty = image_root / "train" / "fish"
     empty.mkdir()

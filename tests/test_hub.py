@@ -1,6 +1,9 @@
-"""Downloads without a published SHA-256: recorded at first use, checked at every later use."""
+"""Downloads without a published SHA-256: recorded at first use, checked at every later use; file locks
+that exclude each other and leave no file behind."""
 import os
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -85,3 +88,24 @@ def test_the_tutorial_checkpoint_and_the_cifar_archive_are_recorded(tmp_path, mo
                            (f"datasets/{cifar10.CIFAR10_ARCHIVE}", cifar10.CIFAR10_ARCHIVE)]:
         record = hub.recorded_sha256_path(tmp_path / "home" / cached)
         assert record.read_text().strip() == hub.sha256_of(folder / served), cached
+
+
+def test_file_locks_exclude_each_other_and_leave_no_lock_file(tmp_path):
+    """The holder deletes the lock file; a waiter that locked the deleted file must lock the new one."""
+    dest = tmp_path / "sub" / "thing.bin"
+    inside, most = [], []
+
+    def hold():
+        with hub.file_lock(dest):
+            inside.append(1)
+            most.append(len(inside))
+            time.sleep(0.02)
+            inside.pop()
+
+    threads = [threading.Thread(target=hold) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(most) == 8 and max(most) == 1
+    assert not list(tmp_path.rglob("*.lock"))

@@ -13,6 +13,7 @@ download fails at creation with a :class:`DataError` naming the file, never mid-
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -253,26 +254,34 @@ def download_cifar10(root: Path) -> Path:
     into a temporary folder beside the target, is checked, then renamed into place, so a
     half-extracted folder never takes the target's name.
 
+    A failed download or extraction removes the folders this call created (they are empty then).
+
     Raises:
         hub.DownloadError: naming the URL, the archive path and the folder for the files.
         DataError: the archive is unsafe or does not hold valid CIFAR-10 files.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    created = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
     target = root / CIFAR10_FOLDER
-    with hub.file_lock(target):
-        if _holds_cifar10(target):  # another process extracted it while we waited
-            return target
-        archive = hub.cache_dir() / "datasets" / CIFAR10_ARCHIVE
-        try:
-            hub.fetch(CIFAR10_URL, archive, verify=_check_archive)
-        except hub.DownloadError as exc:
-            raise hub.DownloadError(
-                f"{exc} Or extract the official archive ({CIFAR10_URL}) yourself so that data_batch_1.bin ... "
-                f"test_batch.bin and {CLASS_FILE} lie in {target}."
-            ) from exc
-        logger.info("extracting %s to %s", archive, target)
-        extract_cifar10(archive, target)
+    try:
+        with hub.file_lock(target):
+            if _holds_cifar10(target):  # another process extracted it while we waited
+                return target
+            archive = hub.cache_dir() / "datasets" / CIFAR10_ARCHIVE
+            try:
+                hub.fetch(CIFAR10_URL, archive, verify=_check_archive)
+            except hub.DownloadError as exc:
+                raise hub.DownloadError(
+                    f"{exc} Or extract the official archive ({CIFAR10_URL}) yourself so that data_batch_1.bin ... "
+                    f"test_batch.bin and {CLASS_FILE} lie in {target}."
+                ) from exc
+            logger.info("extracting %s to %s", archive, target)
+            extract_cifar10(archive, target)
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: another process is filling it
+                folder.rmdir()
+        raise
     return target
 
 

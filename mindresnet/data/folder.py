@@ -3,7 +3,7 @@
 Class indices are the sorted class folder names of the train split, saved as
 ``class_indices.json`` ({"0": "cat", ...}) for prediction. Every file is checked with PIL when the
 dataset is created: a file that is not a decodable image is skipped with a warning naming it,
-and a split, class or folder left without images is a :class:`DataError`.
+and a split, class or folder left without images, or a train split of one class, is a :class:`DataError`.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def create_dataset_folder(
         (int32, index into ``class_names``, the sorted train class folders).
 
     Raises:
-        DataError: missing folder, no classes, an empty class, a val class unknown to train.
+        DataError: missing folder, fewer than two classes, an empty class, a val class unknown to train.
     """
     if usage not in USAGES:
         raise ValueError(f"usage must be one of {USAGES}, got {usage!r}")
@@ -92,6 +92,10 @@ def create_dataset_folder(
 
     root = Path(root).expanduser()
     class_names = list_classes(root / "train")
+    if len(class_names) < 2:
+        raise DataError(f"Image folder {root / 'train'} has one class folder ({class_names[0]}): a classifier needs "
+                        f"at least two, or it learns nothing and scores 100%. Add a folder per class under "
+                        f"{root / 'train'}.")
     paths, labels = scan_split(root / usage, class_names)
     if holdout is not None:
         keep = holdout.indices(labels)
