@@ -176,7 +176,7 @@ class HeadStage:
 
     One of the two stages of ``mindresnet.train.fit`` (the other is ``train.FullStage``): both
     offer ``run_epoch``, ``evaluation_weights``, ``evaluate``, ``lr_columns``, ``parameters``,
-    ``restore`` and ``global_step``.
+    ``restore``, ``global_step``, ``train_network`` and ``train_dataset``.
 
     Args:
         net: the ResNet (its head trains in place).
@@ -197,6 +197,7 @@ class HeadStage:
                  lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
         net.freeze_backbone()
         self.net, self.test_pipeline, self.end_epoch = net, test_pipeline, int(epochs)
+        self.train_dataset = train_pipeline  # MindSpore callbacks' train_dataset
         self.cpu_kernels = config.amp == "O0"  # AMP cannot rewrite the kernels' cells (build_train_step)
         self.save_every_steps, self.lr_hint = config.save_every_steps, f"{lr_flag} (now {peak_lr})"
         start = time.perf_counter()
@@ -214,17 +215,24 @@ class HeadStage:
         self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, head.weight.shape[0]),
                                    config.batch_size, config.seed)
 
-    def run_epoch(self, epoch: int, progress, stop, save_last) -> None:
+    def run_epoch(self, epoch: int, progress, stop, save_last, after_step) -> None:
         """Train ``epoch`` from step ``progress.step`` on, updating ``progress`` (a ``preemption.EpochProgress``)
-        after each step; ``stop.check()`` after each; ``save_last()`` every ``--save-every-steps`` steps."""
+        and calling ``after_step(loss)`` after each step; ``stop.check()`` after each; ``save_last()`` every
+        ``--save-every-steps`` steps."""
         self.trainer.set_train(True)
         start = time.perf_counter() - progress.seconds
         for index in self.trainer.epoch_order(len(self.features), epoch)[progress.step:]:
             loss = self.trainer.train_batch(self.features[index], self.labels[index])
             progress.count_step(loss, epoch, start, f"Lower {self.lr_hint}", context=" of the head-only epochs")
+            after_step(loss)
             if self.save_every_steps and (epoch * self.steps_per_epoch + progress.step) % self.save_every_steps == 0:
                 save_last()
             stop.check()
+
+    @property
+    def train_network(self) -> nn.Cell:
+        """The cell of one training step (MindSpore callbacks' ``train_network``)."""
+        return self.trainer.step
 
     def evaluation_weights(self) -> ContextManager[None]:
         """The head stage evaluates the weights it trains."""

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = ".mindresnet.lock"
 # What a run leaves in its folder; the first five say that an earlier run's results are there.
 RESULTS = ("*-best.ckpt", "*-last.ckpt", "*-top[0-9]*.ckpt", "metrics.csv", "config.yaml")
-BY_PRODUCTS = ("*-top.json", "*.bak.ckpt", "*.unreadable", "training_curves.png", "class_indices.json")
+BY_PRODUCTS = ("*-top.json", "*.bak.ckpt", "*.unreadable", "training_curves.png", "class_indices.json",
+               "train.log")
 
 
 def earlier_results(folder: Path) -> List[Path]:

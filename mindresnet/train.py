@@ -16,9 +16,11 @@ from typing import Callable, ContextManager, Dict, List, Optional, Sequence, Tup
 
 import mindspore as ms
 import numpy as np
+from mindspore.train import Callback
 from tqdm import tqdm
 
 from mindresnet import __version__, engine, finetune
+from mindresnet.callbacks import CallbackRunner, StopRequested, load_callback
 from mindresnet.checkpoint import assign_parameters, read_checkpoint, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.cli import run_guarded
@@ -35,6 +37,7 @@ from mindresnet.metrics_log import plot_training_curves, read_metrics, write_met
 from mindresnet.models import create_model
 from mindresnet.preemption import EpochProgress, StopSignals, epoch_batches, read_resume_checkpoint
 from mindresnet.run_folder import own_folder
+from mindresnet.run_log import LOG_FORMAT, ProgressLines, lines_replace_bar, run_log
 from mindresnet.runtime import setup_context
 
 logger = logging.getLogger("mindresnet.train")
@@ -146,10 +149,21 @@ class FullStage:
             net, finetune.loss_for(config, num_classes), self.optimizer, config.amp, config.loss_scale,
             grad_accum=config.grad_accum, clip_grad=config.clip_grad, ema=self.ema, steps_per_epoch=steps)
 
-    def run_epoch(self, epoch: int, progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None]) -> None:
+    def run_epoch(self, epoch: int, progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None],
+                  after_step: Callable[[float], None]) -> None:
         """See :func:`run_epoch`."""
         run_epoch(self.train_step, self.train_ds, self.steps_per_epoch, epoch, self.config, self.dist, progress,
-                  stop, save_last)
+                  stop, save_last, after_step)
+
+    @property
+    def train_network(self):
+        """The cell of one training step (MindSpore callbacks' ``train_network``)."""
+        return self.train_step
+
+    @property
+    def train_dataset(self):
+        """The training batches (MindSpore callbacks' ``train_dataset``)."""
+        return self.train_ds
 
     def evaluation_weights(self) -> ContextManager[None]:
         """With ``--ema``, the averaged weights (evaluated and saved as best); else the raw ones."""
@@ -313,13 +327,21 @@ def accuracy_watch(stage, config: TrainConfig, history: List[Dict[str, float]]) 
     return watch
 
 
-def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgress, stop: StopSignals) -> bool:
-    """Train ``stage`` from ``first_epoch`` (``progress`` into it) to its last epoch; True when it stopped early."""
+def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgress, stop: StopSignals,
+              callbacks: CallbackRunner, lines: ProgressLines) -> bool:
+    """Train ``stage`` from ``first_epoch`` (``progress`` into it) to its last epoch, calling ``callbacks`` and
+    logging ``lines`` on the way; True when it stopped early (early stopping, or a callback's request)."""
     watch = accuracy_watch(stage, record.config, record.history)
+
+    def after_step(loss: float) -> None:
+        lines.step(epoch, stage.steps_per_epoch, progress, loss)
+        callbacks.step_end(epoch, progress.step, loss)
+
     for epoch in range(first_epoch, stage.end_epoch):
-        stop_early = False
+        stop_early, scores = False, None
+        callbacks.epoch_begin(stage, epoch, progress.step)
         try:
-            stage.run_epoch(epoch, progress, stop, lambda: record.save_last(stage, epoch, progress))
+            stage.run_epoch(epoch, progress, stop, lambda: record.save_last(stage, epoch, progress), after_step)
             row = {"epoch": epoch + 1, "loss": progress.loss_sum / stage.steps_per_epoch, **stage.lr_columns(),
                    "seconds": progress.seconds, "images_per_s": stage.images_per_epoch / progress.seconds}
             if record.evaluates(epoch):
@@ -333,21 +355,34 @@ def run_stage(record: RunRecord, stage, first_epoch: int, progress: EpochProgres
             logger.warning("interrupted at epoch %d, step %d: saved %s (continue with --resume)",
                            epoch + 1, progress.step, record.last_path)
             raise
+        except StopRequested as request:
+            record.save_last(stage, epoch, progress)
+            logger.info("%s: saved %s (continue with --resume)", request, record.last_path)
+            return True
         record.end_epoch(stage, epoch, row)
         progress = EpochProgress()
+        requested = callbacks.epoch_end(scores)
         if stop_early:
             logger.info("early stop: no better %s accuracy in %d evaluations", record.selection,
                         record.config.early_stop)
             return True
+        if requested:
+            logger.info("a callback requested a stop after epoch %d", epoch + 1)
+            return True
     return False
 
 
-def fit(config: TrainConfig) -> FitResult:
+def fit(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> FitResult:
     """Train ``config.arch`` on ``config.dataset``; keep the best and the last checkpoint.
 
     A run has up to two stages (:func:`stage_plan`): head-only epochs on cached features
     (:class:`finetune.HeadStage`), then every layer (:class:`FullStage`). Checkpoints record the
-    stage; ``--resume`` continues in the stage and at the step where the run stopped.
+    stage; ``--resume`` continues in the stage and at the step where the run stopped. The log goes
+    to ``<ckpt-dir>/train.log`` too (:mod:`mindresnet.run_log`).
+
+    Args:
+        callbacks: ``mindspore.train.Callback`` objects, called after those of ``--callback``
+            (:mod:`mindresnet.callbacks`).
 
     Returns:
         A FitResult with the best accuracy, checkpoint paths and per-epoch history.
@@ -359,14 +394,16 @@ def fit(config: TrainConfig) -> FitResult:
             last whole step for ``--resume``.
     """
     config.validate()
+    callbacks = [load_callback(spec) for spec in config.callback] + list(callbacks)
     target = setup_context(config.device, dump_dir=config.ckpt_dir)
     dist = init_distributed()
-    with own_folder(Path(config.ckpt_dir), dist.is_main, resume=config.resume_checkpoint() is not None,
-                    overwrite=config.overwrite):
-        return _fit(config, target, dist)
+    resume = config.resume_checkpoint() is not None
+    with own_folder(Path(config.ckpt_dir), dist.is_main, resume=resume, overwrite=config.overwrite), \
+            run_log(Path(config.ckpt_dir), dist.is_main, append=resume):
+        return _fit(config, target, dist, callbacks)
 
 
-def _fit(config: TrainConfig, target: str, dist: DistInfo) -> FitResult:
+def _fit(config: TrainConfig, target: str, dist: DistInfo, callbacks: Sequence[Callback]) -> FitResult:
     """:func:`fit` once the run owns its folder."""
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
@@ -406,14 +443,16 @@ def _fit(config: TrainConfig, target: str, dist: DistInfo) -> FitResult:
                 f" (a {data.val_split:g} stratified hold-out of the training images, seed {config.seed}); the "
                 "test split is scored once at the end" if data.val_split else " (no separate test score)")
     stage = None
-    with StopSignals(leader=dist.is_main) as stop:
+    lines = ProgressLines(config.log_interval if dist.is_main else None, config.epochs)
+    with StopSignals(leader=dist.is_main) as stop, \
+            CallbackRunner(callbacks, net, config.epochs, dist.shards).running() as runner:
         for name, first, end in stage_plan(config):
             if end <= start_epoch:
                 continue
             stage = build_stage(name, first, net, config, dist, train, data.select, num_classes)
             if resumed is not None and resumed.meta.stage == name:
                 resumed.restore(stage)
-            stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop)
+            stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop, runner, lines)
             progress = EpochProgress()
             if stopped_early:
                 break
@@ -436,8 +475,10 @@ def adopt_init_from(config: TrainConfig) -> None:
 
 
 def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo,
-              progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None]) -> None:
-    """Train ``epoch`` from step ``progress.step`` to ``steps``, updating ``progress`` after each step.
+              progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None],
+              after_step: Callable[[float], None]) -> None:
+    """Train ``epoch`` from step ``progress.step`` to ``steps``, updating ``progress`` and calling
+    ``after_step(loss)`` after each step.
 
     Stops with Preempted at a step boundary once ``stop`` has a signal; calls ``save_last`` every
     ``config.save_every_steps`` global steps. Raises TrainingDiverged on a NaN/inf loss.
@@ -445,7 +486,8 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
     train_step.set_train(True)
     start = time.perf_counter() - progress.seconds
     bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-               leave=False, disable=not dist.is_main, file=sys.stderr, dynamic_ncols=True,
+               leave=False, disable=not dist.is_main or lines_replace_bar(config.log_interval), file=sys.stderr,
+               dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30)  # keep logs of non-interactive runs short
     images_per_step = config.batch_size * dist.shards
     batches = epoch_batches(dataset, config.seed, epoch, skip=progress.step)
@@ -455,6 +497,7 @@ def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, 
                 break
             loss = float(train_step(images, labels).asnumpy())
             progress.count_step(loss, epoch, start, f"Lower --lr (now {config.lr}) or use --amp O0")
+            after_step(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{progress.step * images_per_step / progress.seconds:.1f}",
                             refresh=False)  # redrawn at the bar's own pace
@@ -520,7 +563,7 @@ def read_resume(last_path: Path, meta: CheckpointMeta, head_epochs: int, net) ->
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     def train() -> int:
         result = fit(parse_args(argv))
