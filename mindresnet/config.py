@@ -1,14 +1,16 @@
 """Training configuration: dataclass defaults, then a YAML file, then command-line flags.
 
 Every field of :class:`TrainConfig` is a YAML key (``data_dir`` or ``data-dir``) and a flag
-(``--data-dir``); its help text and type live in the field itself (:func:`option`). YAML values and
-flag values go through the same conversion (:func:`convert_value`). The resolved configuration is
-saved next to the checkpoints it produced. A new flag is one new field here.
+(``--data-dir`` or ``--data_dir``); its help text, type and the names timm and MindCV give it
+(``aliases``: flags, and YAML keys translated with a log note) live in the field itself
+(:func:`option`). YAML values and flag values go through the same conversion (:func:`convert_value`).
+The resolved configuration is saved next to the checkpoints it produced. A new flag is one new field here.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import typing
 from dataclasses import dataclass, fields
@@ -18,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from mindresnet.booleans import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
-from mindresnet.cli.args import add_bool_flag, parse_bool
+from mindresnet.cli.args import AliasParser, add_bool_flag, parse_bool
 from mindresnet.data.constants import MAX_IMAGE_SIZE
 from mindresnet.data.factory import DATASETS
 from mindresnet.data.transforms import AUTO_AUGMENTS
@@ -35,11 +37,21 @@ OPTIMIZERS = ("momentum", "sgd", "adamw")
 BALANCED = "balanced"  # the one value of --class-weights and --sampler
 HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
 DEFAULT_HEAD_EPOCHS = 1  # head-only epochs of --pretrained runs when --freeze-epochs is unset
+EMA_DECAY = 0.9999  # --ema given as true (MindCV's --ema, timm's --model-ema): MindCV's default decay
+
+logger = logging.getLogger("mindresnet.config")
 
 
-def option(default: Any, help_text: str, aliases: Tuple[str, ...] = (), **kwargs: Any) -> Any:
-    """A TrainConfig field with its ``--help`` text and other spellings of its flag (``aliases``)."""
-    return dataclasses.field(default=default, metadata={"help": help_text, "aliases": aliases}, **kwargs)
+def option(default: Any, help_text: str, aliases: Tuple[str, ...] = (), switch: Any = None) -> Any:
+    """A TrainConfig field with its ``--help`` text and the flags timm and MindCV give it (``aliases``).
+
+    ``switch``: the value that a boolean true (a bare flag, ``true``) means; false means None (off).
+    A list ``default`` makes a repeatable flag.
+    """
+    metadata = {"help": help_text, "aliases": aliases, "switch": switch}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -48,7 +60,7 @@ class TrainConfig:
     the head trained alone in the first epoch (``freeze_epochs``)."""
 
     device: str = option("CPU", "Ascend, GPU or CPU")
-    arch: str = option("resnet50", "any name of mindresnet.list_models()")
+    arch: str = option("resnet50", "any name of mindresnet.list_models()", aliases=("--model",))
     stem: str = option("imagenet", "imagenet (7x7/2 conv + max-pool) or cifar (3x3/1 conv, no pool)")
     pretrained: str = option("true", "true (download the published weights), false, a weights tag of --arch "
                                      "(e.g. mindcv), or a .ckpt/.pth/.pt/.safetensors file")
@@ -56,25 +68,25 @@ class TrainConfig:
     dataset: str = option("cifar10", f"one of {', '.join(DATASETS)}")
     data_dir: str = option("datasets-cifar10-bin",
                            "CIFAR-10 binary folder (or its parent), or an image-folder root")
-    download: bool = option(True, "fetch CIFAR-10 when --data-dir holds none")
-    image_size: int = option(32, "pixels per side fed to the model")
-    epochs: int = option(5, "training epochs")
+    download: bool = option(True, "fetch CIFAR-10 when --data-dir holds none", aliases=("--dataset_download",))
+    image_size: int = option(32, "pixels per side fed to the model", aliases=("--img-size", "--image_resize"))
+    epochs: int = option(5, "training epochs", aliases=("--epoch_size",))
     batch_size: int = option(256, "images per step on each device")
     optimizer: str = option("momentum", "momentum (the tutorial's), sgd (momentum + Nesterov) or adamw "
-                                        "(decoupled weight decay)")
+                                        "(decoupled weight decay)", aliases=("--opt",))
     lr: float = option(1e-3, "peak learning rate")
     min_lr: float = option(1e-5, "floor of the cosine / onecycle decay")
     momentum: float = option(0.9, "optimizer momentum")
     lr_schedule: str = option("cosine", "cosine (a new rate every step), cosine_epoch (one rate per epoch, as "
                                         "the tutorial's nn.cosine_decay_lr), onecycle, step, constant, or plateau "
                                         "(constant; x0.1 after --plateau-patience evaluations without a better "
-                                        "accuracy)")
+                                        "accuracy)", aliases=("--sched", "--scheduler", "--lr_scheduler"))
     plateau_patience: int = option(2, "evaluations (every --eval-every epochs) without improvement before "
                                       "--lr-schedule plateau lowers the LR")
     warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
     weight_decay: float = option(0.0, "weight decay (BatchNorm gamma/beta and biases excluded)")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)")
-    amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)", aliases=("--smoothing",))
+    amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling", aliases=("--amp_level",))
     loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
     freeze_backbone: bool = option(False, "train only the fc head; the backbone's BatchNorm stays in inference mode")
     linear_probe: bool = option(False, "train only the fc head, on backbone features of the un-augmented images "
@@ -88,7 +100,8 @@ class TrainConfig:
                                      "layer4 x D, layer3 x D^2, ... stem x D^5")
     head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
     ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
-                                        "used for evaluation and the best checkpoint; unset: off")
+                                        f"used for evaluation and the best checkpoint; bare or true: {EMA_DECAY}; "
+                                        "unset: off", aliases=("--model-ema",), switch=EMA_DECAY)
     mixup: float = option(0.0, "MixUp alpha (soft targets); 0: off")
     cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
     auto_augment: Optional[str] = option(None, "randaugment or autoaugment (MindSpore's ops) after the crop and "
@@ -115,14 +128,17 @@ class TrainConfig:
                                               "folders without val/")
     keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
     seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
-    ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves and the resolved config")
+    ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves, train.log and the resolved config",
+                           aliases=("--ckpt_save_dir",))
     resume: str = option("false", "true: continue <ckpt-dir>/<arch>-last.ckpt; a PATH (a run's checkpoint, or its "
                                   "folder): continue that run, in that folder; false: start a new run")
     init_from: Optional[str] = option(None, "start a new run from the weights of a checkpoint written by training: "
                                             "its --arch, --stem and head, no optimizer state or epoch; --pretrained "
                                             "is not used; unset: off")
-    eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs")
-    workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores")
+    eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs",
+                             aliases=("--val_interval",))
+    workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores",
+                                    aliases=("--num_parallel_workers",))
     max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
     save_every_steps: Optional[int] = option(None, "also write <arch>-last.ckpt every N steps (bounds what a "
                                                    "SIGKILL loses); unset: at epoch ends and on SIGTERM/Ctrl-C")
@@ -130,6 +146,10 @@ class TrainConfig:
                                     "moving them into its previous-<time>/ subfolder (kept, not deleted)")
     allow_partial: bool = option(False, "let --pretrained weights hold tensors this --arch does not have (they "
                                         "are ignored); unset: such a file is refused")
+    log_interval: Optional[int] = option(None, "when output is not a terminal, log a progress line every N steps "
+                                               "instead of the progress bar's every 30 s; unset: the bar")
+    callback: List[str] = option([], "a mindspore.train.Callback to call during training, as module:Class (built "
+                                     "without arguments); repeatable")
     config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
     def validate(self) -> "TrainConfig":
@@ -163,6 +183,7 @@ class TrainConfig:
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "--max-steps-per-epoch must be >= 1"),
             (self.save_every_steps is None or self.save_every_steps >= 1, "--save-every-steps must be >= 1"),
+            (self.log_interval is None or self.log_interval >= 1, "--log-interval must be >= 1"),
             (0 < self.layer_decay <= 1, f"--layer-decay must be in (0, 1], got {self.layer_decay}"),
             (self.head_lr_scale > 0, f"--head-lr-scale must be > 0, got {self.head_lr_scale}"),
             (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
@@ -289,6 +310,11 @@ def field_type(field: dataclasses.Field) -> type:
 
 def convert_value(field: dataclasses.Field, value: Any, where: str) -> Any:
     """``value`` (from YAML or a flag) as the field's type; ConfigError naming ``where`` otherwise."""
+    if typing.get_origin(typing.get_type_hints(TrainConfig)[field.name]) is list:
+        return [str(item) for item in (value if isinstance(value, list) else [] if value is None else [value])]
+    switch = field.metadata["switch"]
+    if switch is not None and (isinstance(value, bool) or str(value).strip().lower() in TRUE_WORDS + FALSE_WORDS):
+        return switch if parse_bool(value) else None
     kind = field_type(field)
     optional = field.default is None
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in NONE_WORDS):
@@ -315,8 +341,21 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def flag_spellings(field: dataclasses.Field) -> List[str]:
+    """The flags of ``field``: ``--its-name``, ``--its_name`` (MindCV's style), then its ``aliases``."""
+    own = flag_name(field.name)
+    return [own] + (["--" + field.name] if "_" in field.name else []) + list(field.metadata["aliases"])
+
+
+def alias_keys() -> Dict[str, str]:
+    """YAML keys of timm and MindCV (the ``aliases`` of each field, as ``a_key``) -> mindresnet's field names."""
+    return {alias.lstrip("-").replace("-", "_"): field.name for field in fields(TrainConfig)
+            for alias in field.metadata["aliases"]}
+
+
 def load_yaml(path: str) -> Dict[str, Any]:
-    """Read a YAML config; keys may use ``-`` or ``_``; values converted as flags are.
+    """Read a YAML config; keys may use ``-`` or ``_``, and timm's or MindCV's names (translated, with a log
+    note); values converted as flags are.
 
     Raises:
         ConfigError: missing file, bad YAML, unknown key or bad value (naming the file and key).
@@ -337,9 +376,13 @@ def load_yaml(path: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of keys to values.")
     known = {f.name: f for f in fields(TrainConfig)}
+    aliases = alias_keys()
     values = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
+        if name not in known and name in aliases:
+            logger.info("--config %s: key %r is mindresnet's %s", path, key, aliases[name])
+            name = aliases[name]
         if name not in known:
             raise ConfigError(f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}.")
         values[name] = convert_value(known[name], value, f"--config {path}: key {key!r}")
@@ -348,23 +391,31 @@ def load_yaml(path: str) -> Dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """An argparse parser with one flag per TrainConfig field; values stay raw until :func:`parse_args`."""
-    parser = argparse.ArgumentParser(
+    parser = AliasParser(
         prog="python -m mindresnet.train",
         description="Train a ResNet in graph mode. Values: defaults < --config YAML < flags. "
-                    "Boolean flags: --flag, --no-flag or --flag true|false.")
+                    "Boolean flags: --flag, --no-flag or --flag true|false. Each flag also takes MindCV's "
+                    "spelling (--data_dir) and the names timm and MindCV give it (--model, --opt, ...).")
     for field in fields(TrainConfig):
-        help_text = f"{field.metadata['help']} (default: {field.default})"
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        help_text = f"{field.metadata['help']} (default: {default})"
         if field_type(field) is bool:
-            add_bool_flag(parser, flag_name(field.name), field.name, argparse.SUPPRESS, help_text)
+            add_bool_flag(parser, flag_name(field.name), field.name, argparse.SUPPRESS, help_text,
+                          aliases=flag_spellings(field)[1:])
         elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
             flag = flag_name(field.name)
             parser.add_argument(flag, dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
                                 metavar="true|false|PATH", help=help_text)
             parser.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
                                 default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        elif isinstance(default, list):
+            parser.add_argument(*flag_spellings(field), dest=field.name, action="append", default=argparse.SUPPRESS,
+                                metavar=field.name.upper(), help=help_text)
+        elif field.metadata["switch"] is not None:
+            parser.add_argument(*flag_spellings(field), dest=field.name, nargs="?", const="true",
+                                default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
         else:
-            parser.add_argument(flag_name(field.name), *field.metadata.get("aliases", ()), dest=field.name,
-                                default=argparse.SUPPRESS,
+            parser.add_argument(*flag_spellings(field), dest=field.name, default=argparse.SUPPRESS,
                                 metavar=field.name.upper(), help=help_text)
     return parser
 

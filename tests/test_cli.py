@@ -66,3 +66,11 @@ def test_python_m_form_exits_with_the_code(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == EXIT_USER_ERROR
     assert "Traceback" not in run.stderr and "error: Checkpoint" in run.stderr
+
+
+def test_train_refuses_a_prefix_of_a_flag_and_takes_peer_names(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--max-steps", "1"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --max-steps" in capsys.readouterr().err
+    assert train.main(["--model", "resnet99"]) == EXIT_USER_ERROR
+    assert "--arch 'resnet99' is not one of" in capsys.readouterr().err

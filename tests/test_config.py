@@ -189,3 +189,62 @@ def test_saved_config_round_trips(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["lr"] == 0.3
     assert parse_args(["--config", str(tmp_path / "config.yaml")]).arch == "resnet34"
+
+
+def test_timm_and_mindcv_flag_names_are_aliases():
+    config = parse_args(["--model", "resnet18", "--opt", "adamw", "--sched", "step", "--img-size", "64",
+                         "--smoothing", "0.1", "--model-ema", "--data_dir", "d", "--ckpt_save_dir", "c",
+                         "--batch_size", "8", "--num_classes", "10", "--epoch_size", "3", "--amp_level", "O2",
+                         "--num_parallel_workers", "2", "--val_interval", "2", "--freeze_backbone", "--min_lr", "0"])
+    assert (config.arch, config.optimizer, config.lr_schedule, config.image_size, config.label_smoothing) == (
+        "resnet18", "adamw", "step", 64, 0.1)
+    assert (config.data_dir, config.ckpt_dir, config.batch_size, config.num_classes, config.epochs) == (
+        "d", "c", 8, 10, 3)
+    assert (config.amp, config.workers, config.eval_every, config.freeze_backbone, config.min_lr) == (
+        "O2", 2, 2, True, 0.0)
+    assert parse_args(["--lr_scheduler", "constant"]).lr_schedule == parse_args(["--scheduler", "constant"]).lr_schedule
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--ema"], 0.9999), (["--model-ema"], 0.9999), (["--ema", "true"], 0.9999), (["--ema", "0.99"], 0.99),
+    (["--ema", "false"], None), (["--ema", "--lr", "0.1"], 0.9999), ([], None)])
+def test_ema_takes_a_decay_or_a_switch(argv, expected):
+    assert parse_args(argv).ema == expected
+
+
+def test_help_lists_the_aliases_and_prefixes_are_not_flags(capsys):
+    text = " ".join(build_parser().format_help().split())
+    for spelling in ("--arch, --model ARCH", "--optimizer, --opt OPTIMIZER", "--batch-size, --batch_size BATCH_SIZE",
+                     "--lr-schedule, --lr_schedule, --sched, --scheduler, --lr_scheduler LR_SCHEDULE",
+                     "--image-size, --image_size, --img-size, --image_resize IMAGE_SIZE",
+                     "--ema, --model-ema [EMA]", "--ckpt-dir, --ckpt_dir, --ckpt_save_dir CKPT_DIR"):
+        assert spelling in text
+    with pytest.raises(SystemExit):
+        parse_args(["--optim", "sgd"])  # argparse would have read a prefix of --optimizer
+    assert "unrecognized arguments: --optim" in capsys.readouterr().err
+
+
+def test_yaml_keys_of_timm_and_mindcv_are_translated_with_a_note(tmp_path, caplog):
+    path = tmp_path / "mindcv.yaml"
+    path.write_text("model: resnet18\nopt: adamw\nscheduler: step\nimage_resize: 64\nckpt_save_dir: out\n"
+                    "epoch_size: 3\nema: true\namp_level: O2\ndrop_path_rate: 0.1\nre_prob: 0.25\n")
+    with caplog.at_level("INFO", logger="mindresnet.config"):
+        config = parse_args(["--config", str(path)])
+    assert (config.arch, config.optimizer, config.lr_schedule, config.image_size, config.ckpt_dir) == (
+        "resnet18", "adamw", "step", 64, "out")
+    assert (config.epochs, config.ema, config.amp, config.drop_path, config.reprob) == (3, 0.9999, "O2", 0.1, 0.25)
+    assert "mindcv.yaml: key 'ckpt_save_dir' is mindresnet's ckpt_dir" in caplog.text
+    path.write_text("model: resnet18\nema_decay: 0.999\n")
+    with pytest.raises(ConfigError, match="mindcv.yaml: unknown key 'ema_decay'"):
+        parse_args(["--config", str(path)])
+
+
+def test_callback_repeats_and_log_interval_is_checked(tmp_path):
+    config = parse_args(["--callback", "mindspore.train:LossMonitor", "--callback", "my.module:Mine"])
+    assert config.callback == ["mindspore.train:LossMonitor", "my.module:Mine"]
+    path = tmp_path / "c.yaml"
+    path.write_text("callback: [a.b:C]\nlog_interval: 50\n")
+    assert (parse_args(["--config", str(path)]).callback, parse_args(["--config", str(path)]).log_interval) == (
+        ["a.b:C"], 50)
+    with pytest.raises(ConfigError, match="--log-interval must be >= 1"):
+        parse_args(["--log-interval", "0"])

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from mindresnet.booleans import FALSE_WORDS, TRUE_WORDS
 from mindresnet.checkpoint_meta import CheckpointMeta
@@ -46,12 +47,34 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def add_bool_flag(parser, flag: str, dest: str, default, help_text: str) -> None:
-    """``--flag`` (true), ``--flag VALUE`` and ``--no-flag`` (false), all into ``dest``."""
-    parser.add_argument(flag, dest=dest, nargs="?", const=True, type=parse_bool, default=default,
+def add_bool_flag(parser, flag: str, dest: str, default, help_text: str, aliases: Sequence[str] = ()) -> None:
+    """``--flag`` (true), ``--flag VALUE`` and ``--no-flag`` (false), all into ``dest``; ``aliases``: other
+    spellings of ``--flag``."""
+    parser.add_argument(flag, *aliases, dest=dest, nargs="?", const=True, type=parse_bool, default=default,
                         metavar="BOOL", help=help_text)
     parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=default,
                         help=argparse.SUPPRESS)
+
+
+class AliasParser(argparse.ArgumentParser):
+    """A parser of flags with several spellings: ``--help`` lists them once (:class:`AliasHelpFormatter`),
+    an error names the first, and no prefix of a flag stands for it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_abbrev=False, formatter_class=AliasHelpFormatter, **kwargs)
+
+    def error(self, message: str):
+        super().error(re.sub(r"argument (--[\w-]+)(/--[\w-]+)+", r"argument \1", message))
+
+
+class AliasHelpFormatter(argparse.HelpFormatter):
+    """``--help`` lists a flag's spellings once, then its value: ``--batch-size, --batch_size BATCH_SIZE``."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        value = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {value}"
 
 
 def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] = None,
