@@ -15,6 +15,7 @@ from mindspore import nn
 
 from conftest import assert_same_updates
 from mindresnet import engine, kernels
+from mindresnet.kernels import conv
 from mindresnet.kernels.conv import OneDnnConv2d
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
 from mindresnet.models.conventions import CONVENTIONS
@@ -66,8 +67,10 @@ CONVOLUTIONS = zoo_convolutions() if kernels.kernels_active() else []
 
 
 @pytest.fixture
-def pynative():
-    """One convolution at a time runs faster op by op than compiled (the train steps below are compiled)."""
+def pynative(monkeypatch):
+    """One convolution at a time, op by op (faster than compiling each), on oneDNN whatever the map size
+    (the small-map products that take 2x2 and 1x1 maps in a network are tests/test_small_map.py's)."""
+    monkeypatch.setattr(conv, "SMALL_MAP_PIXELS", 0)
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
     ms.set_context(mode=ms.GRAPH_MODE)

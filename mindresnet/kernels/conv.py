@@ -22,9 +22,10 @@ from mindspore import nn, ops
 from mindspore.ops.primitive import constexpr
 
 from mindresnet.kernels import batch_norm
-from mindresnet.kernels.small_map import SmallMapConv2d, eligible
+from mindresnet.kernels.small_map import MAX_PIXELS, SmallMapConv2d, eligible
 
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
+SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map products, not oneDNN
 
 
 def activate(library) -> None:
@@ -105,15 +106,17 @@ class _OneDnnConvolution(nn.Cell):
                 ops.zeros_like(config))
 
 
-class OneDnnConv2d(nn.Conv2d):
+class OneDnnConv2d(SmallMapConv2d):
     """``nn.Conv2d`` on mindresnet's oneDNN kernels (float32; other dtypes keep MindSpore's kernel).
 
-    Obtained by :func:`use_cpu_kernels` from an eligible ``nn.Conv2d`` (same object and parameter).
+    Maps of at most :data:`SMALL_MAP_PIXELS` pixels keep the small-map matrix products where they
+    apply (faster there: bench/README.md). Obtained by :func:`use_cpu_kernels` from an eligible
+    ``nn.Conv2d`` (same object and parameter).
     """
 
     def construct(self, x):
-        if x.dtype != ms.float32:  # AMP: the kernels are float32 only
-            return super().construct(x)
+        if x.dtype != ms.float32 or (self.small_map and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS):
+            return super().construct(x)  # small-map products, or MindSpore's kernel for other dtypes
         config = _config(x.shape[2], x.shape[3], tuple(self.kernel_size), tuple(self.stride)[-2:],
                          self.pad_mode, self.onednn_padding, self.group)
         return self.onednn(x, self.weight, config)
@@ -143,6 +146,7 @@ def use_cpu_kernels(net: nn.Cell, onednn: Optional[bool] = None) -> int:
         if onednn and batch_norm.eligible(cell):
             batch_norm.switch(cell, _library[0])
         elif onednn and _eligible(cell):
+            cell.small_map = eligible(cell)
             cell.__class__ = OneDnnConv2d
             cell.onednn_padding = _explicit_padding(cell)
             cell.onednn = _OneDnnConvolution(_library[0], cell)
@@ -160,7 +164,7 @@ def use_native_kernels(net: nn.Cell) -> int:
         batch_norm.restore(cell)
         if isinstance(cell, OneDnnConv2d):
             del cell.onednn
-        if isinstance(cell, (OneDnnConv2d, SmallMapConv2d)):
+        if isinstance(cell, SmallMapConv2d):  # OneDnnConv2d included
             cell.__class__ = nn.Conv2d
             restored += 1
     return restored
