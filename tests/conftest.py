@@ -37,6 +37,24 @@ def pytest_make_collect_report(collector):  # a module-level importorskip skips 
     _fail_missing_peer(report, str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr))
 
 
+class SquaredSum(ms.nn.Cell):
+    """Scalar ``sum(conv(x) ** 2)`` so that gradients reach the input and the weight."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def construct(self, x):
+        return (self.conv(x) ** 2).sum()
+
+
+def conv_and_grads(conv, x: ms.Tensor):
+    """A convolution's output, input gradient and weight gradient (of :class:`SquaredSum`), as arrays."""
+    out = conv(x).asnumpy()
+    dx, (dw,) = ms.grad(SquaredSum(conv), grad_position=0, weights=conv.trainable_params())(x)
+    return out, dx.asnumpy(), dw.asnumpy()
+
+
 def assert_same_updates(initial: dict, expected_net, got_net, tolerance: float = 0.05) -> None:
     """Two nets trained from the same ``initial`` parameters moved them the same way.
 

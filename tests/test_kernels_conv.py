@@ -13,7 +13,7 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from conftest import assert_same_updates
+from conftest import assert_same_updates, conv_and_grads
 from mindresnet import engine, kernels
 from mindresnet.kernels import conv
 from mindresnet.kernels.conv import OneDnnConv2d
@@ -76,21 +76,6 @@ def pynative(monkeypatch):
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-class SquaredSum(nn.Cell):
-    def __init__(self, conv):
-        super().__init__()
-        self.conv = conv
-
-    def construct(self, x):
-        return (self.conv(x) ** 2).sum()
-
-
-def output_and_gradients(conv: nn.Cell, x: ms.Tensor):
-    out = conv(x).asnumpy()
-    dx, (dw,) = ms.grad(SquaredSum(conv), grad_position=0, weights=conv.trainable_params())(x)
-    return out, dx.asnumpy(), dw.asnumpy()
-
-
 def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-12))
 
@@ -114,7 +99,7 @@ def test_convolution_and_gradients_match_mindspore(in_ch, out_ch, kernel, stride
     assert kernels.use_cpu_kernels(ours) == 1 and isinstance(ours, OneDnnConv2d)
     x = ms.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     for what, got, expected in zip(("output", "input gradient", "weight gradient"),
-                                   output_and_gradients(ours, x), output_and_gradients(theirs, x)):
+                                   conv_and_grads(ours, x), conv_and_grads(theirs, x)):
         assert got.shape == expected.shape, what
         assert relative_error(got, expected) < 1e-4, what
 

@@ -13,28 +13,11 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from conftest import assert_same_updates
+from conftest import assert_same_updates, conv_and_grads
 from mindresnet import engine
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
 from mindresnet.kernels import use_cpu_kernels
 from mindresnet.kernels.small_map import SmallMapConv2d, eligible
-
-
-class SquaredSum(nn.Cell):
-    """Scalar ``sum(conv(x) ** 2)`` so that gradients reach the input and the weight."""
-
-    def __init__(self, conv: nn.Cell):
-        super().__init__()
-        self.conv = conv
-
-    def construct(self, x):
-        return (self.conv(x) ** 2).sum()
-
-
-def conv_and_grads(conv: nn.Cell, x: ms.Tensor):
-    out = conv(x).asnumpy()
-    dx, (dw,) = ms.grad(SquaredSum(conv), grad_position=0, weights=conv.trainable_params())(x)
-    return out, dx.asnumpy(), dw.asnumpy()
 
 
 @pytest.mark.parametrize("kernel,stride,pad_mode,size", [

@@ -10,6 +10,7 @@
 // Primitives are cached per shape; calls are serialised (thread_pool.h: one pool, shared scratch buffers).
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -204,9 +205,11 @@ int execute(Kind kind, void *in0, void *in1, void *out, const int64_t *x, const 
   return dnnl_stream_wait(g_rt.stream) == dnnl_success ? 0 : 6;
 }
 
-bool float_tensors(int n, const char **dtypes) {
-  for (int i = 0; i < n; ++i)
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
+// Whether an op got `expected` params whose `tensors` are 4-D float32 (the config is not among them).
+bool valid(int nparam, int expected, const int *ndims, const char **dtypes, std::initializer_list<int> tensors) {
+  if (nparam != expected) return false;
+  for (int i : tensors)
+    if (ndims[i] != 4 || std::strcmp(dtypes[i], "float32") != 0) return false;
   return true;
 }
 
@@ -223,9 +226,7 @@ int mindresnet_set_threads(int threads) {
 
 // params: x, weight, config -> y.
 int conv_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
-  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || ndims[3] != 4) return 10;
-  const char *types[3] = {dtypes[0], dtypes[1], dtypes[3]};
-  if (!float_tensors(3, types)) return 11;
+  if (!valid(nparam, 4, ndims, dtypes, {0, 1, 3})) return 10;
   return execute(FORWARD, params[0], params[1], params[3], shapes[0], shapes[1], shapes[3],
                  static_cast<int64_t *>(params[2]));
 }
@@ -233,9 +234,7 @@ int conv_forward(int nparam, void **params, int *ndims, int64_t **shapes, const 
 // params: dy, weight, x (for its shape), config -> dx.
 int conv_backward_data(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                        void *) {
-  if (nparam != 5 || ndims[0] != 4 || ndims[1] != 4 || ndims[4] != 4) return 10;
-  const char *types[3] = {dtypes[0], dtypes[1], dtypes[4]};
-  if (!float_tensors(3, types)) return 11;
+  if (!valid(nparam, 5, ndims, dtypes, {0, 1, 2, 4})) return 10;
   return execute(BACKWARD_DATA, params[0], params[1], params[4], shapes[4], shapes[1], shapes[0],
                  static_cast<int64_t *>(params[3]));
 }
@@ -243,9 +242,7 @@ int conv_backward_data(int nparam, void **params, int *ndims, int64_t **shapes, 
 // params: x, dy, weight (for its shape), config -> dweight.
 int conv_backward_weights(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                           void *) {
-  if (nparam != 5 || ndims[0] != 4 || ndims[1] != 4 || ndims[4] != 4) return 10;
-  const char *types[3] = {dtypes[0], dtypes[1], dtypes[4]};
-  if (!float_tensors(3, types)) return 11;
+  if (!valid(nparam, 5, ndims, dtypes, {0, 1, 2, 4})) return 10;
   return execute(BACKWARD_WEIGHTS, params[0], params[1], params[4], shapes[0], shapes[4], shapes[1],
                  static_cast<int64_t *>(params[3]));
 }
