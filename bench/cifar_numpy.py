@@ -18,6 +18,15 @@ def read_cifar_bin(files: Iterable[Path]) -> Tuple[np.ndarray, np.ndarray]:
     return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), raw[:, 0].astype(np.int64)
 
 
+def write_cifar_bin(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """Write (N, 32, 32, 3) uint8 ``images`` and their labels (0-255) as one CIFAR-10 binary file."""
+    planes = np.asarray(images, np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1)
+    records = np.concatenate([np.asarray(labels).astype(np.uint8)[:, None], planes], axis=1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    records.tofile(path)
+    return Path(path)
+
+
 def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """(N, 32, 32, 3) uint8 -> (N, 3, 32, 32) float32, scaled to [0, 1] then standardised per channel."""
     x = (images.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

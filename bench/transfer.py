@@ -18,22 +18,39 @@ Full-network phases run the cosine schedule over the whole epochs that fit the r
 same recipes from the same pretrained weights (converted by name) in its own process, without
 mindresnet's oneDNN ISA cap. Batches are prepared in numpy the same way on both sides.
 
+``--target imbalanced`` transfers to classes 5-9 with 100/50/25/12/6 training images instead
+(bench/transfer_common.py, IMBALANCED_RECIPES; scored on the same test images) and compares the
+two-stage recipe plain, with ``--class-weights balanced`` (mindresnet.data.balance's weights in the
+loss of head and full epochs; the twin: ``CrossEntropyLoss(weight=...)``) and with ``--sampler
+balanced`` (mindresnet's ``BalancedSampler`` draws each full epoch; the twin: PyTorch's
+``WeightedRandomSampler`` with weights 1 / images of the class, which draws the same way; head
+epochs shuffle, as in mindresnet.train). A fourth, mindresnet-only recipe takes the class-weighted
+one's full-epoch LR from ``python -m mindresnet.lr_find`` (run once, on the first seed, on the
+imbalanced training images written as a CIFAR-10 binary folder, with the recipe's flags; its sweep
+uses mindresnet's CIFAR-10 normalisation, a slightly different std; its seconds are reported,
+not charged to the budget). Every run reports macro-F1 (mindresnet.metrics on this side, the same
+formula in transfer_common.scores on both; checked equal) and top-1.
+
 Usage:
   python bench/transfer.py                           # budget 60 s, seeds 1 2, both sides
   python bench/transfer.py --budget 30 --pretrain-epochs 4 --no-torch
-Prints the CPU line of each side, one row per run and a markdown table (README "Fine-tuning").
-The pretrained checkpoint is cached in ``--work-dir`` (its pretraining time is reported, not counted).
+  python bench/transfer.py --target imbalanced --budget 40 --seeds 1 2
+Prints the CPU line of each side, the load average, one row per run and a markdown table (README
+"Fine-tuning"). The pretrained checkpoint is cached in ``--work-dir`` (its pretraining time is
+reported, not counted).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -44,13 +61,17 @@ import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 from mindspore import dataset as ds  # noqa: E402
 
-from mindresnet import engine, finetune  # noqa: E402  (caps oneDNN for MindSpore, see cpu_isa.py)
+from mindresnet import engine, finetune, metrics  # noqa: E402  (caps oneDNN for MindSpore, see cpu_isa.py)
 from mindresnet.checkpoint import save_checkpoint  # noqa: E402
+from mindresnet.data.balance import BalancedSampler, balanced_class_weights  # noqa: E402
 from mindresnet.models import create_model  # noqa: E402
 from mindresnet.runtime import setup_context  # noqa: E402
-from sides import cpu_line, mindspore_side, torch_env  # noqa: E402
-from transfer_common import (BATCH, MOMENTUM, RECIPES, WEIGHT_DECAY, augment, batches, cosine,  # noqa: E402
-                             epochs_in, normalise, result_line, split, table)
+from cifar_numpy import write_cifar_bin  # noqa: E402
+from sides import cpu_count, cpu_line, mindspore_side, torch_env  # noqa: E402
+import transfer_common  # noqa: E402
+from transfer_common import (ALL_RECIPES, BATCH, IMBALANCED_COUNTS, MOMENTUM, TARGETS, WEIGHT_DECAY,  # noqa: E402
+                             augment, batches, cosine, epochs_in, in_batches, normalise, recipes_for, result_line,
+                             sampler_seed, split, table)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-bin"
 
@@ -59,30 +80,52 @@ def to_int32(labels: np.ndarray) -> ms.Tensor:
     return ms.Tensor(labels.astype(np.int32))
 
 
-def train_epochs(net, lr: float, epochs: int, data, seed: int, layer_decay: float = 1.0) -> List[float]:
+def train_epochs(net, lr: float, epochs: int, data, seed: int, layer_decay: float = 1.0,
+                 class_weights: Optional[np.ndarray] = None, sampler: bool = False) -> List[float]:
     """Train every layer of ``net`` for ``epochs`` (cosine from ``lr``), crop + flip batches; return each
-    epoch's seconds (the first includes graph compilation)."""
+    epoch's seconds (the first includes graph compilation). ``class_weights``: weighted loss;
+    ``sampler``: each epoch's rows drawn by mindresnet's ``BalancedSampler`` instead of a shuffle."""
     x, y = data
     rng = np.random.default_rng(seed)
     steps = len(x) // BATCH
     optimizer = engine.build_optimizer(net.trainable_params(), "sgd", cosine(lr, epochs * steps), MOMENTUM,
                                        WEIGHT_DECAY, lr_scale=lambda name: finetune.lr_scale(name, layer_decay))
-    step = engine.build_train_step(net, engine.build_loss(), optimizer)
+    step = engine.build_train_step(net, engine.build_loss(class_weights=class_weights), optimizer)
+    balanced = BalancedSampler(y) if sampler else None
     seconds = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         start = time.perf_counter()
-        for index in batches(len(x), rng):
+        order = (in_batches(balanced.epoch_order(sampler_seed(seed, epoch))) if balanced is not None
+                 else batches(len(x), rng))
+        for index in order:
             step(ms.Tensor(normalise(augment(x[index], rng))), to_int32(y[index]))
         seconds.append(time.perf_counter() - start)
     return seconds
 
 
+def predict(net, images: np.ndarray) -> np.ndarray:
+    """Predicted classes of ``net`` (inference mode)."""
+    net.set_train(False)
+    return np.concatenate([net(ms.Tensor(normalise(images[i:i + 250]))).asnumpy().argmax(1)
+                           for i in range(0, len(images), 250)])
+
+
 def accuracy(net, data) -> float:
     """Top-1 of ``net`` (inference mode) on ``data``."""
-    net.set_train(False)
-    x, y = data
-    predictions = [net(ms.Tensor(normalise(x[i:i + 250]))).asnumpy().argmax(1) for i in range(0, len(x), 250)]
-    return float((np.concatenate(predictions) == y).mean())
+    return float((predict(net, data[0]) == data[1]).mean())
+
+
+def scores(net, data, classes: int = 5) -> Dict:
+    """Top-1, macro-F1 (mindresnet.metrics) and per-class recall of ``net`` on ``data``; the macro-F1 is
+    checked against the twin's formula (transfer_common.scores)."""
+    predicted, labels = predict(net, data[0]), data[1]
+    common = transfer_common.scores(predicted, labels, classes)
+    confusion = np.zeros((classes, classes), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    macro = metrics.averages(metrics.precision_recall_f1(confusion))["macro"]["f1"]
+    if abs(macro - common["macro_f1"]) > 1e-9:
+        raise SystemExit(f"macro-F1 differs: mindresnet.metrics {macro}, transfer_common {common['macro_f1']}")
+    return dict(common, macro_f1=macro)
 
 
 def pretrain(data, epochs: int, seed: int, path: Path) -> float:
@@ -108,13 +151,15 @@ def epoch_seconds(pretrained: Path, data) -> Tuple[float, float]:
 
 
 def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float,
-               timing: Tuple[float, float]) -> Dict:
-    """Train one recipe within ``budget`` seconds; return its result."""
-    recipe = RECIPES[name]
+               timing: Tuple[float, float], found_lr: Optional[float] = None) -> Dict:
+    """Train one recipe within ``budget`` seconds; return its result (``found_lr``: the LR of ``lr_find`` recipes)."""
+    recipe = ALL_RECIPES[name]
+    lr = found_lr if recipe.get("lr_find") else recipe.get("lr")
     ms.set_seed(seed)
     start = time.perf_counter()
     net = create_model("resnet18", num_classes=5, stem="cifar",
                        pretrained=str(pretrained) if recipe["init"] == "pretrained" else False)
+    weights = balanced_class_weights(data["target"][1], 5) if recipe.get("class_weights") else None
     epochs = []
     if recipe.get("head_epochs"):
         x, y = data["target"]
@@ -125,7 +170,7 @@ def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float
         optimizer = engine.build_optimizer(net.fc.trainable_params(), "sgd",
                                            cosine(recipe["head_lr"], recipe["head_epochs"] * steps),
                                            MOMENTUM, WEIGHT_DECAY)
-        trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(), BATCH, seed)
+        trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(class_weights=weights), BATCH, seed)
         head_seconds = [trainer.run_epoch(features, labels)[1] for _ in range(recipe["head_epochs"])]
         per_head_epoch = float(np.median(head_seconds))
         print(f"{name}: head epoch {per_head_epoch * 1000:.1f} ms (median), full fine-tune epoch "
@@ -134,18 +179,57 @@ def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float
     if recipe.get("full", True):
         compile_seconds, per_epoch = timing
         full_epochs = epochs_in(budget - (time.perf_counter() - start) - compile_seconds, per_epoch)
-        train_epochs(net, recipe["lr"], full_epochs, data["target"], seed, recipe.get("layer_decay", 1.0))
+        train_epochs(net, lr, full_epochs, data["target"], seed, recipe.get("layer_decay", 1.0), weights,
+                     recipe.get("sampler", False))
         epochs.append(f"{full_epochs} full")
     seconds = time.perf_counter() - start
-    return {"side": "mindresnet", "recipe": name, "seed": seed, "accuracy": accuracy(net, data["target_test"]),
-            "seconds": seconds, "epochs": " + ".join(epochs)}
+    return {"side": "mindresnet", "recipe": name, "seed": seed, **scores(net, data["target_test"]),
+            "seconds": seconds, "epochs": " + ".join(epochs), "lr": lr}
+
+
+def find_lr(args, pretrained: Path, data: Dict, recipe: Dict) -> Tuple[float, float]:
+    """``python -m mindresnet.lr_find`` with ``recipe``'s full-epoch flags on the target's training images
+    (written as a CIFAR-10 binary folder); returns (its valley suggestion, the sweep's seconds)."""
+    folder = args.work_dir / "lr-find-target"
+    source = Path(args.data_dir)
+    write_cifar_bin(folder / "data_batch_1.bin", *data["target"])
+    write_cifar_bin(folder / "test_batch.bin", *data["target_test"])
+    (folder / "batches.meta.txt").write_bytes((source / "batches.meta.txt").read_bytes())
+    command = [sys.executable, "-m", "mindresnet.lr_find", "--arch", "resnet18", "--stem", "cifar",
+               "--pretrained", str(pretrained), "--num-classes", "5", "--dataset", "cifar10", "--data-dir", str(folder),
+               "--no-download", "--image-size", "32", "--batch-size", str(BATCH), "--optimizer", "sgd",
+               "--momentum", str(MOMENTUM), "--weight-decay", str(WEIGHT_DECAY),
+               "--layer-decay", str(recipe.get("layer_decay", 1.0)), "--freeze-epochs", "0",
+               "--seed", str(args.seeds[0]), "--workers", str(cpu_count()), "--steps", str(args.lr_find_steps),
+               "--out-dir", str(args.work_dir / "lr_find")]
+    if recipe.get("class_weights"):
+        command += ["--class-weights", "balanced"]
+    if recipe.get("sampler"):
+        command += ["--sampler", "balanced"]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    found = re.search(r"suggested --lr: (\S+) \(valley\), (\S+) \(steepest descent\).*", proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise SystemExit(f"mindresnet.lr_find failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    print(f"mindresnet-lr-find ({' '.join(command[3:])}): {found.group(0)}; {seconds:.1f} s (not in the budget)")
+    return float(found.group(1)), seconds
+
+
+def load_line() -> str:
+    """The 1, 5 and 15 minute load averages (other processes on the machine skew the timings)."""
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def run_torch(args, pretrained: Path, timing_budget: float) -> List[Dict]:
     """The PyTorch twin in its own process (no oneDNN cap); its RESULT lines."""
+    twin = [name for name in args.recipes if not ALL_RECIPES[name].get("lr_find")]
+    if not twin:
+        return []
     command = [args.torch_python, str(BENCH / "transfer_torch.py"), "--data-dir", str(args.data_dir),
                "--weights", str(pretrained.with_suffix(".npz")), "--budget", str(timing_budget),
-               "--per-class", str(args.per_class), "--seeds", *map(str, args.seeds), "--recipes", *args.recipes]
+               "--per-class", str(args.per_class), "--target", args.target, "--seeds", *map(str, args.seeds),
+               "--recipes", *twin]
     proc = subprocess.run(command, env=torch_env(), capture_output=True, text=True, check=False)
     results = []
     for line in proc.stdout.splitlines():
@@ -166,17 +250,29 @@ def main() -> int:
     parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--target", choices=TARGETS, default="balanced",
+                        help=f"balanced: --per-class images of each of classes 5-9; imbalanced: {IMBALANCED_COUNTS}")
+    parser.add_argument("--recipes", nargs="+", default=None, choices=list(ALL_RECIPES),
+                        help="default: every recipe of --target")
+    parser.add_argument("--lr-find-steps", type=int, default=100, help="most steps of the lr_find sweep")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
     parser.add_argument("--torch-python", default=sys.executable)
     args = parser.parse_args()
+    args.recipes = args.recipes or recipes_for(args.target)
     logging.basicConfig(level=logging.WARNING)
     setup_context("CPU", "graph")
     print(cpu_line())
     print("mindresnet side:", mindspore_side())
-    data = split(args.data_dir, args.per_class)
-    print(f"source {len(data['source'][0])} images (classes 0-4), target {len(data['target'][0])} train / "
-          f"{len(data['target_test'][0])} test images (classes 5-9), budget {args.budget:.0f} s per run")
+    print(load_line(), "(start)")
+    data = split(args.data_dir, args.per_class, IMBALANCED_COUNTS if args.target == "imbalanced" else None)
+    counts = np.bincount(data["target"][1], minlength=5)
+    print(f"source {len(data['source'][0])} images (classes 0-4), target {len(data['target'][0])} train "
+          f"({'/'.join(map(str, counts))}) / {len(data['target_test'][0])} test images "
+          f"({'/'.join(map(str, np.bincount(data['target_test'][1], minlength=5)))}) (classes 5-9), "
+          f"budget {args.budget:.0f} s per run")
+    if not np.allclose(balanced_class_weights(data["target"][1], 5),
+                       transfer_common.balanced_class_weights(data["target"][1], 5)):
+        raise SystemExit("class weights differ between mindresnet.data.balance and the twin's")
     pretrained = args.work_dir / f"resnet18-cifar-source-e{args.pretrain_epochs}.ckpt"
     seconds = pretrain(data["source"], args.pretrain_epochs, 0, pretrained)
     source_acc = accuracy(create_model("resnet18", num_classes=5, stem="cifar", pretrained=str(pretrained)),
@@ -185,14 +281,20 @@ def main() -> int:
           f"{source_acc:.3f} on the source classes' test images")
     timing = epoch_seconds(pretrained, data["target"])
     print(f"full fine-tune epoch {timing[1]:.2f} s, compile overhead {timing[0]:.1f} s")
+    found_lr = None
+    lr_find_recipes = [name for name in args.recipes if ALL_RECIPES[name].get("lr_find")]
+    if lr_find_recipes:
+        found_lr, _ = find_lr(args, pretrained, data, ALL_RECIPES[lr_find_recipes[0]])
     results = []
     for seed in args.seeds:
         for name in args.recipes:
-            result = run_recipe(name, pretrained, data, seed, args.budget, timing)
+            result = run_recipe(name, pretrained, data, seed, args.budget, timing, found_lr)
             print(result_line(**result).replace("RESULT ", ""), flush=True)
             results.append(result)
+    print(load_line(), "(after the mindresnet runs)")
     if not args.no_torch:
         results += run_torch(args, pretrained, args.budget)
+    print(load_line(), "(end)")
     print("\n" + table(results))
     return 0
 

@@ -5,6 +5,9 @@ renamed by ``torch_resnet.state_dict_from_mindspore`` (BatchNorm momentum: PyTor
 MindSpore's 0.9, both the twin's defaults). Frozen phases run the backbone in ``eval()`` mode
 (features computed once, as mindresnet's linear probe), layer decay uses the same multipliers.
 It never imports mindresnet, whose import would cap oneDNN at AVX2 for this process too.
+``--target imbalanced`` recipes use PyTorch's own tools: ``CrossEntropyLoss(weight=...)`` with
+the same "balanced" weights, and ``WeightedRandomSampler`` (weight 1 / images of the row's class,
+as many draws as images, with replacement) for the balanced sampler's full epochs.
 
 Usage (normally started by bench/transfer.py):
   python bench/transfer_torch.py --weights /tmp/mindresnet-transfer/resnet18-cifar-source-e8.npz
@@ -12,10 +15,11 @@ Usage (normally started by bench/transfer.py):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -25,8 +29,9 @@ sys.path.insert(0, str(BENCH))
 
 from sides import cpu_count, cpu_line, torch_side  # noqa: E402
 from torch_resnet import create_model, state_dict_from_mindspore  # noqa: E402
-from transfer_common import (BATCH, MOMENTUM, RECIPES, WEIGHT_DECAY, augment, batches, cosine,  # noqa: E402
-                             epochs_in, layer_scale, normalise, result_line, split)
+from transfer_common import (ALL_RECIPES, BATCH, IMBALANCED_COUNTS, MOMENTUM, TARGETS, WEIGHT_DECAY,  # noqa: E402
+                             augment, balanced_class_weights, batches, cosine, epochs_in, in_batches, layer_scale,
+                             normalise, recipes_for, result_line, sampler_seed, scores, split)
 
 DEFAULT_DATA = BENCH.parents[1] / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-bin"
 
@@ -42,18 +47,33 @@ def optimizer_for(params, lr: float, layer_decay: float = 1.0) -> torch.optim.SG
                            lr=lr, momentum=MOMENTUM, nesterov=True)
 
 
-def train_epochs(model, lr: float, epochs: int, data, seed: int, layer_decay: float = 1.0) -> None:
-    """Train every layer for ``epochs`` (cosine from ``lr``), crop + flip batches."""
+def loss_with(weights: Optional[np.ndarray]) -> torch.nn.CrossEntropyLoss:
+    return torch.nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights))
+
+
+def balanced_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """One epoch of PyTorch's ``WeightedRandomSampler`` with weight 1 / (images of the row's class)."""
+    counts = np.bincount(labels)
+    sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(1.0 / counts[labels]), len(labels),
+                                                     replacement=True, generator=torch.Generator().manual_seed(seed))
+    return np.fromiter(iter(sampler), np.int64, len(labels))
+
+
+def train_epochs(model, lr: float, epochs: int, data, seed: int, layer_decay: float = 1.0,
+                 class_weights: Optional[np.ndarray] = None, sampler: bool = False) -> None:
+    """Train every layer for ``epochs`` (cosine from ``lr``), crop + flip batches; ``class_weights``:
+    weighted loss; ``sampler``: each epoch drawn by ``WeightedRandomSampler`` instead of a shuffle."""
     x, y = data
     rng = np.random.default_rng(seed)
     steps = len(x) // BATCH
     rates = cosine(lr, epochs * steps)
     optimizer = optimizer_for(model.named_parameters(), lr, layer_decay)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = loss_with(class_weights)
     model.train()
     step = 0
-    for _ in range(epochs):
-        for index in batches(len(x), rng):
+    for epoch in range(epochs):
+        order = in_batches(balanced_order(y, sampler_seed(seed, epoch))) if sampler else batches(len(x), rng)
+        for index in order:
             for group in optimizer.param_groups:
                 group["lr"] = rates[step] * group["scale"]
             optimizer.zero_grad(set_to_none=True)
@@ -73,13 +93,14 @@ def features_of(model, images: np.ndarray) -> torch.Tensor:
                           for i in range(0, len(images), 250)])
 
 
-def train_head(model, features: torch.Tensor, labels: np.ndarray, lr: float, epochs: int, seed: int) -> None:
-    """Train ``model.fc`` on cached features."""
+def train_head(model, features: torch.Tensor, labels: np.ndarray, lr: float, epochs: int, seed: int,
+               class_weights: Optional[np.ndarray] = None) -> None:
+    """Train ``model.fc`` on cached features (a shuffle each epoch, as mindresnet's head epochs)."""
     rng = np.random.default_rng(seed)
     steps = -(-len(features) // BATCH)
     rates = cosine(lr, epochs * steps)
     optimizer = optimizer_for(model.fc.named_parameters(prefix="fc"), lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = loss_with(class_weights)
     targets = torch.from_numpy(labels)
     step = 0
     for _ in range(epochs):
@@ -92,13 +113,15 @@ def train_head(model, features: torch.Tensor, labels: np.ndarray, lr: float, epo
             step += 1
 
 
-def accuracy(model, data) -> float:
+def predict(model, images: np.ndarray) -> np.ndarray:
     model.eval()
-    x, y = data
     with torch.no_grad():
-        predictions = torch.cat([model(torch.from_numpy(normalise(x[i:i + 250]))).argmax(1)
-                                 for i in range(0, len(x), 250)])
-    return float((predictions.numpy() == y).mean())
+        return torch.cat([model(torch.from_numpy(normalise(images[i:i + 250]))).argmax(1)
+                          for i in range(0, len(images), 250)]).numpy()
+
+
+def accuracy(model, data) -> float:
+    return float((predict(model, data[0]) == data[1]).mean())
 
 
 def build(weights: Dict, pretrained: bool, seed: int):
@@ -118,12 +141,16 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--target", choices=TARGETS, default="balanced")
+    parser.add_argument("--recipes", nargs="+", default=None,
+                        choices=[name for name in ALL_RECIPES if not ALL_RECIPES[name].get("lr_find")])
     args = parser.parse_args()
+    args.recipes = args.recipes or recipes_for(args.target, twin=True)
     torch.set_num_threads(cpu_count())
     print(cpu_line())
     print("pytorch side:", torch_side())
-    data = split(args.data_dir, args.per_class)
+    print("pytorch: load average " + " ".join(f"{value:.2f}" for value in os.getloadavg()), "(start)")
+    data = split(args.data_dir, args.per_class, IMBALANCED_COUNTS if args.target == "imbalanced" else None)
     weights = dict(np.load(args.weights))
     model = build(weights, True, 0)
     print(f"pytorch: pretrained weights on the source classes' test images: {accuracy(model, data['source_test']):.3f}")
@@ -133,21 +160,26 @@ def main() -> int:
     print(f"pytorch: full fine-tune epoch {per_epoch:.2f} s")
     for seed in args.seeds:
         for name in args.recipes:
-            recipe = RECIPES[name]
+            recipe = ALL_RECIPES[name]
             start = time.perf_counter()
             model = build(weights, recipe["init"] == "pretrained", seed)
+            x, y = data["target"]
+            class_weights = balanced_class_weights(y, 5) if recipe.get("class_weights") else None
             epochs = []
             if recipe.get("head_epochs"):
-                x, y = data["target"]
-                train_head(model, features_of(model, x), y, recipe["head_lr"], recipe["head_epochs"], seed)
+                train_head(model, features_of(model, x), y, recipe["head_lr"], recipe["head_epochs"], seed,
+                           class_weights)
                 epochs.append(f"{recipe['head_epochs']} head")
             if recipe.get("full", True):
                 full_epochs = epochs_in(args.budget - (time.perf_counter() - start), per_epoch)
-                train_epochs(model, recipe["lr"], full_epochs, data["target"], seed, recipe.get("layer_decay", 1.0))
+                train_epochs(model, recipe["lr"], full_epochs, data["target"], seed, recipe.get("layer_decay", 1.0),
+                             class_weights, recipe.get("sampler", False))
                 epochs.append(f"{full_epochs} full")
             seconds = time.perf_counter() - start
-            print(result_line("pytorch", name, seed, accuracy(model, data["target_test"]), seconds,
-                              " + ".join(epochs)), flush=True)
+            print(result_line("pytorch", name, seed, seconds=seconds, epochs=" + ".join(epochs), lr=recipe.get("lr"),
+                              **scores(predict(model, data["target_test"][0]), data["target_test"][1], 5)),
+                  flush=True)
+    print("pytorch: load average " + " ".join(f"{value:.2f}" for value in os.getloadavg()), "(end)")
     return 0
 
 
