@@ -48,6 +48,16 @@ def run_log(folder: Path, enabled: bool = True, append: bool = False) -> Iterato
     finally:
         root.removeHandler(handler)
         handler.close()
+        _drop_if_empty(path, append)
+
+
+def _drop_if_empty(path: Path, append: bool) -> None:
+    """A run that stopped before its first record (a bad input) leaves no new file behind."""
+    try:
+        if not append and path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def lines_replace_bar(interval: Optional[int]) -> bool:

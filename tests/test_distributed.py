@@ -235,7 +235,7 @@ def test_two_workers_train_in_step(real_subset, tmp_path, stages):
     rank1_log = (ckpt / "logs" / "worker_1.log").read_text()
     assert re.search(r"global batch (\d+), rank 0 of 2", rank0_log).group(1) == str(2 * 16)
     assert "global batch 32, rank 1 of 2" in rank1_log
-    assert "best accuracy" in rank0_log and "best accuracy" in rank1_log  # both ranks finished
+    assert "best test accuracy" in rank0_log and "best test accuracy" in rank1_log  # both ranks finished
     stems = [np.isnan(row["lr_stem"]) for row in read_metrics(ckpt / "metrics.csv")]
     assert stems == ([True, False] if stages else [False])  # a head-only epoch (the stem rests), then every layer
     rank0 = load_params(ckpt / "resnet18-last.ckpt")

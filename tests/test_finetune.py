@@ -417,13 +417,14 @@ def test_auto_augment_changes_the_training_images(tiny_cifar):
     from mindresnet.config import TrainConfig
     from mindresnet.distributed import DistInfo
     from mindresnet.errors import ConfigError
+    from mindresnet.data.factory import get_dataset_kind
     from mindresnet.train import build_datasets
 
     def first_images(auto_augment):
         config = fit_config(tiny_cifar, "unused", auto_augment=auto_augment)
         ds.config.set_seed(5)
-        train, _ = build_datasets(config, DistInfo())
-        return collect(train.pipeline)[0]
+        data = build_datasets(config, DistInfo(), get_dataset_kind(config.dataset).preprocess(config.image_size), 0.0)
+        return collect(data.train.pipeline)[0]
 
     plain = first_images(None)
     np.testing.assert_array_equal(first_images(None), plain)  # same seed, same crops and flips
