@@ -20,7 +20,7 @@ def load() -> bool:
         library, line = prepare()
         activate(library)
         _status.append(line)
-        if library or line.startswith(f"mindresnet CPU kernels off"):
+        if library or line.startswith("mindresnet CPU kernels off"):
             logger.info(line)
         else:
             logger.warning(line)
