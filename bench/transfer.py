@@ -22,9 +22,9 @@ mindresnet's oneDNN ISA cap. Batches are prepared in numpy the same way on both 
 (bench/transfer_common.py, IMBALANCED_RECIPES; scored on the same test images) and compares the
 two-stage recipe plain, with ``--class-weights balanced`` (mindresnet.data.balance's weights in the
 loss of head and full epochs; the twin: ``CrossEntropyLoss(weight=...)``) and with ``--sampler
-balanced`` (mindresnet's ``BalancedSampler`` draws each full epoch; the twin: PyTorch's
-``WeightedRandomSampler`` with weights 1 / images of the class, which draws the same way; head
-epochs shuffle, as in mindresnet.train). A fourth, mindresnet-only recipe takes the class-weighted
+balanced`` (mindresnet's ``BalancedSampler`` draws each head and full epoch, as in mindresnet.train;
+the twin: PyTorch's ``WeightedRandomSampler`` with weights 1 / images of the class, which draws the
+same way). A fourth, mindresnet-only recipe takes the class-weighted
 one's full-epoch LR from ``python -m mindresnet.lr_find`` (run once, on the first seed, on the
 imbalanced training images written as a CIFAR-10 binary folder, with the recipe's flags; its sweep
 uses mindresnet's CIFAR-10 normalisation, a slightly different std; its seconds are reported,
@@ -170,7 +170,8 @@ def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float
         optimizer = engine.build_optimizer(net.fc.trainable_params(), "sgd",
                                            cosine(recipe["head_lr"], recipe["head_epochs"] * steps),
                                            MOMENTUM, WEIGHT_DECAY)
-        trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(class_weights=weights), BATCH, seed)
+        trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(class_weights=weights), BATCH, seed,
+                                       balanced=recipe.get("sampler", False))
         head_seconds = [trainer.run_epoch(features, labels)[1] for _ in range(recipe["head_epochs"])]
         per_head_epoch = float(np.median(head_seconds))
         print(f"{name}: head epoch {per_head_epoch * 1000:.1f} ms (median), full fine-tune epoch "

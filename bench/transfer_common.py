@@ -36,7 +36,7 @@ IMBALANCED_COUNTS = (100, 50, 25, 12, 6)
 # Its recipes: the two-stage recipe above, plain or with one of the two imbalance remedies.
 # class_weights: inverse-frequency loss weights (scikit-learn's "balanced") in head and full epochs.
 # sampler: class-balanced draws (uniform class, then an image, with replacement; as many draws as
-#   images) in the full epochs only, as mindresnet.train does: its head epochs ignore --sampler.
+#   images) in the head and the full epochs, as mindresnet.train does.
 # lr_find: the full epochs' --lr is mindresnet-lr-find's suggestion (mindresnet side only).
 _TWO_STAGE = dict(RECIPES["two-stage"])
 IMBALANCED_RECIPES: Dict[str, Dict] = {

@@ -7,7 +7,7 @@ MindSpore's 0.9, both the twin's defaults). Frozen phases run the backbone in ``
 It never imports mindresnet, whose import would cap oneDNN at AVX2 for this process too.
 ``--target imbalanced`` recipes use PyTorch's own tools: ``CrossEntropyLoss(weight=...)`` with
 the same "balanced" weights, and ``WeightedRandomSampler`` (weight 1 / images of the row's class,
-as many draws as images, with replacement) for the balanced sampler's full epochs.
+as many draws as images, with replacement) for the balanced sampler's head and full epochs.
 
 Usage (normally started by bench/transfer.py):
   python bench/transfer_torch.py --weights /tmp/mindresnet-transfer/resnet18-cifar-source-e8.npz
@@ -94,8 +94,9 @@ def features_of(model, images: np.ndarray) -> torch.Tensor:
 
 
 def train_head(model, features: torch.Tensor, labels: np.ndarray, lr: float, epochs: int, seed: int,
-               class_weights: Optional[np.ndarray] = None) -> None:
-    """Train ``model.fc`` on cached features (a shuffle each epoch, as mindresnet's head epochs)."""
+               class_weights: Optional[np.ndarray] = None, sampler: bool = False) -> None:
+    """Train ``model.fc`` on cached features (a shuffle each epoch, as mindresnet's head epochs; ``sampler``:
+    ``WeightedRandomSampler`` draws, as mindresnet's head epochs with ``--sampler balanced``)."""
     rng = np.random.default_rng(seed)
     steps = -(-len(features) // BATCH)
     rates = cosine(lr, epochs * steps)
@@ -103,8 +104,10 @@ def train_head(model, features: torch.Tensor, labels: np.ndarray, lr: float, epo
     loss_fn = loss_with(class_weights)
     targets = torch.from_numpy(labels)
     step = 0
-    for _ in range(epochs):
-        for index in batches(len(features), rng, drop_last=False):
+    for epoch in range(epochs):
+        order = (in_batches(balanced_order(labels, sampler_seed(seed, epochs + epoch)), drop_last=False) if sampler
+                 else batches(len(features), rng, drop_last=False))
+        for index in order:
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]
             optimizer.zero_grad(set_to_none=True)
@@ -168,7 +171,7 @@ def main() -> int:
             epochs = []
             if recipe.get("head_epochs"):
                 train_head(model, features_of(model, x), y, recipe["head_lr"], recipe["head_epochs"], seed,
-                           class_weights)
+                           class_weights, recipe.get("sampler", False))
                 epochs.append(f"{recipe['head_epochs']} head")
             if recipe.get("full", True):
                 full_epochs = epochs_in(args.budget - (time.perf_counter() - start), per_epoch)

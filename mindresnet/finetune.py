@@ -25,9 +25,11 @@ from mindspore import nn, ops
 from mindresnet import engine
 from mindresnet.kernels import use_cpu_kernels
 from mindresnet.checkpoint import assign_parameters
-from mindresnet.data.balance import balanced_class_weights
+from mindresnet.data.balance import BalancedSampler, balanced_class_weights
 from mindresnet.data.factory import split_labels
+from mindresnet.data.holdout import Holdout
 from mindresnet.models.resnet import HEAD_GROUP, ResNet
+from mindresnet.preemption import epoch_seed
 
 logger = logging.getLogger("mindresnet.finetune")
 
@@ -50,14 +52,23 @@ def optimizer_for(net: nn.Cell, config, rates) -> nn.Optimizer:
         lr_scale=lambda name: lr_scale(name, config.layer_decay, config.head_lr_scale))
 
 
+def class_weights_for(config, num_classes: int) -> Optional[np.ndarray]:
+    """``--class-weights balanced``: inverse-frequency weights of the classes of the images ``config`` (a
+    TrainConfig) trains on, the training split less its ``--val-split`` hold-out; None without the flag."""
+    if not config.class_weights:
+        return None
+    labels = split_labels(config.dataset, config.data_dir)
+    if config.val_split:
+        labels = labels[Holdout(config.val_split, config.seed, "train").indices(labels)]
+    weights = balanced_class_weights(labels, num_classes)
+    logger.info("class weights (%s): %s", config.class_weights, np.array2string(weights, precision=3))
+    return weights
+
+
 def loss_for(config, num_classes: int) -> nn.Cell:
-    """The training loss of ``config`` (a TrainConfig): cross-entropy with its label smoothing and, with
-    ``--class-weights balanced``, inverse-frequency weights of the training split's classes."""
-    weights = None
-    if config.class_weights:
-        weights = balanced_class_weights(split_labels(config.dataset, config.data_dir), num_classes)
-        logger.info("class weights (%s): %s", config.class_weights, np.array2string(weights, precision=3))
-    return engine.build_loss(config.label_smoothing, weights)
+    """The training loss of ``config`` (a TrainConfig): cross-entropy with its label smoothing and
+    :func:`class_weights_for`."""
+    return engine.build_loss(config.label_smoothing, class_weights_for(config, num_classes))
 
 
 def lr_columns(optimizer: nn.Optimizer, net: nn.Cell) -> Dict[str, float]:
@@ -118,32 +129,41 @@ class HeadTrainer(nn.Cell):
 
     Its parameters (the head and its optimizer state) are saved and restored like a train step's.
     Epoch ``e`` visits the features in the order :meth:`epoch_order` gives, the same in every run of
-    this seed, so an interrupted epoch can resume at its step.
+    this seed, so an interrupted epoch can resume at its step: a shuffle, or with ``balanced`` the
+    class-balanced draw of :class:`~mindresnet.data.balance.BalancedSampler` (``--sampler balanced``).
 
     Args:
         net: the ResNet whose classifier is trained in place.
         optimizer: optimizer over the classifier's parameters (see :func:`engine.build_optimizer`).
         loss_fn: loss on (logits, labels).
         batch_size: features per step.
-        seed: seed of the per-epoch shuffling.
+        seed: seed of the per-epoch order.
+        balanced: draw each epoch class-balanced instead of shuffling.
     """
 
-    def __init__(self, net: nn.Cell, optimizer: nn.Optimizer, loss_fn: nn.Cell, batch_size: int, seed: int = 1):
+    def __init__(self, net: nn.Cell, optimizer: nn.Optimizer, loss_fn: nn.Cell, batch_size: int, seed: int = 1,
+                 balanced: bool = False):
         super().__init__(auto_prefix=False)
         self.head = net.get_classifier()
         self.optimizer = optimizer
         self.step = nn.TrainOneStepCell(_HeadWithLoss(self.head, loss_fn), optimizer)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.balanced = bool(balanced)
         self.epochs_run = 0
 
     def steps_per_epoch(self, count: int) -> int:
         """Steps of one epoch over ``count`` features (the last smaller batch included)."""
         return -(-count // self.batch_size)
 
-    def epoch_order(self, count: int, epoch: int) -> List[np.ndarray]:
-        """The feature indices of each step of ``epoch``: a shuffle seeded by (seed, epoch), in batches."""
-        order = np.random.default_rng([self.seed, int(epoch)]).permutation(count)
+    def epoch_order(self, labels: np.ndarray, epoch: int) -> List[np.ndarray]:
+        """The feature indices of each step of ``epoch`` over features of ``labels``, seeded by (seed, epoch),
+        in batches."""
+        count = len(labels)
+        if self.balanced:
+            order = BalancedSampler(labels).epoch_order(epoch_seed(self.seed, epoch))
+        else:
+            order = np.random.default_rng([self.seed, int(epoch)]).permutation(count)
         return [order[first:first + self.batch_size] for first in range(0, count, self.batch_size)]
 
     def train_batch(self, features: np.ndarray, labels: np.ndarray) -> float:
@@ -155,7 +175,7 @@ class HeadTrainer(nn.Cell):
         start = time.perf_counter()
         self.step.set_train(True)
         losses = [self.train_batch(features[index], labels[index])
-                  for index in self.epoch_order(len(features), self.epochs_run)]
+                  for index in self.epoch_order(labels, self.epochs_run)]
         self.epochs_run += 1
         return float(np.mean(losses)), time.perf_counter() - start
 
@@ -213,7 +233,7 @@ class HeadStage:
         self.optimizer = engine.build_optimizer(head.trainable_params(), config.optimizer, rates, config.momentum,
                                                 config.weight_decay)
         self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, head.weight.shape[0]),
-                                   config.batch_size, config.seed)
+                                   config.batch_size, config.seed, balanced=config.sampler == "balanced")
 
     def run_epoch(self, epoch: int, progress, stop, save_last, after_step) -> None:
         """Train ``epoch`` from step ``progress.step`` on, updating ``progress`` (a ``preemption.EpochProgress``)
@@ -221,7 +241,7 @@ class HeadStage:
         ``--save-every-steps`` steps."""
         self.trainer.set_train(True)
         start = time.perf_counter() - progress.seconds
-        for index in self.trainer.epoch_order(len(self.features), epoch)[progress.step:]:
+        for index in self.trainer.epoch_order(self.labels, epoch)[progress.step:]:
             loss = self.trainer.train_batch(self.features[index], self.labels[index])
             progress.count_step(loss, epoch, start, f"Lower {self.lr_hint}", context=" of the head-only epochs")
             after_step(loss)

@@ -125,7 +125,7 @@ def step_losses(stage, seed: int) -> Iterator[float]:
     epoch after epoch, in the order a training run takes them."""
     for epoch in range(sys.maxsize):
         if stage.name == "head":
-            for index in stage.trainer.epoch_order(len(stage.features), epoch):
+            for index in stage.trainer.epoch_order(stage.labels, epoch):
                 yield stage.trainer.train_batch(stage.features[index], stage.labels[index])
             continue
         stage.train_step.set_train(True)

@@ -12,7 +12,8 @@ from conftest import collect
 from mindresnet.config import TrainConfig
 from mindresnet.data.balance import BalancedSampler, balanced_class_weights
 from mindresnet.data.factory import create_dataset, split_labels
-from mindresnet.finetune import loss_for
+from mindresnet.data.holdout import Holdout
+from mindresnet.finetune import HeadTrainer, class_weights_for, loss_for
 from mindresnet.preemption import epoch_batches, epoch_seed
 
 COUNTS = {"common": 24, "middling": 6, "rare": 2}
@@ -94,6 +95,37 @@ def test_weighted_loss_counts_rare_mistakes_more(imbalanced_root, options):
         w_common, w_rare = 32 / (3 * 24), 32 / (3 * 2)
         assert weighted_loss == pytest.approx((w_common * losses[0] + w_rare * losses[1]) / (w_common + w_rare),
                                               rel=1e-5)
+
+
+def test_class_weights_count_only_the_images_trained_on(imbalanced_root):
+    labels = split_labels("folder", imbalanced_root)
+    whole = class_weights_for(TrainConfig(dataset="folder", data_dir=str(imbalanced_root), class_weights="balanced"), 3)
+    np.testing.assert_allclose(whole, balanced_class_weights(labels, 3))
+    held = class_weights_for(TrainConfig(dataset="folder", data_dir=str(imbalanced_root), class_weights="balanced",
+                                         val_split=0.25, seed=4), 3)
+    kept = labels[Holdout(0.25, 4, "train").indices(labels)]
+    assert np.bincount(kept).tolist() == [18, 4, 1]
+    np.testing.assert_allclose(held, [23 / 54, 23 / 12, 23 / 3], rtol=1e-6)
+    assert class_weights_for(TrainConfig(dataset="folder", data_dir=str(imbalanced_root)), 3) is None
+
+
+def test_head_epochs_draw_balanced_with_the_sampler():
+    from mindresnet import engine
+    from mindresnet.models import create_model
+
+    labels = np.repeat(np.arange(3, dtype=np.int32), [90, 8, 2])
+    net = create_model("resnet18", num_classes=3, stem="cifar")
+    optimizer = engine.build_optimizer(net.get_classifier().trainable_params(), "sgd", [0.01], 0.9, 0.0)
+    shuffled = HeadTrainer(net, optimizer, engine.build_loss(), batch_size=16, seed=3)
+    balanced = HeadTrainer(net, optimizer, engine.build_loss(), batch_size=16, seed=3, balanced=True)
+    plain_order = np.concatenate(shuffled.epoch_order(labels, 0))
+    assert sorted(plain_order.tolist()) == list(range(100))
+    draws = [np.concatenate(balanced.epoch_order(labels, epoch)) for epoch in range(20)]
+    assert all(len(order) == 100 for order in draws)
+    np.testing.assert_array_equal(draws[0], np.concatenate(balanced.epoch_order(labels, 0)))  # resumable
+    assert not np.array_equal(draws[0], draws[1])
+    share = np.bincount(labels[np.concatenate(draws)], minlength=3) / 2000
+    np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.04)  # the 2-image class as often as the 90-image one
 
 
 @pytest.mark.slow

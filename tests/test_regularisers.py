@@ -72,3 +72,24 @@ def test_random_erasing_changes_training_batches_only(tiny_cifar):
     test, _ = collect(create_dataset("cifar10", tiny_cifar, "eval", **common).pipeline)
     reference, _ = collect(create_dataset("cifar10", tiny_cifar, "eval", image_size=32, batch_size=10).pipeline)
     np.testing.assert_array_equal(test, reference)
+
+
+def test_color_jitter_changes_training_pixels_only():
+    from mindspore.dataset import NumpySlicesDataset, vision
+
+    from mindresnet.data.transforms import cifar10_transforms, color_jitter_ops, folder_transforms
+    from mindresnet.data.preprocess import cifar10_preprocess
+
+    images = np.random.default_rng(0).integers(40, 216, size=(16, 32, 32, 3), dtype=np.uint8)
+    jittered = np.stack([row[0] for row in NumpySlicesDataset((images,), ["image"], shuffle=False)
+                         .map(color_jitter_ops(0.4), ["image"]).create_tuple_iterator(output_numpy=True)])
+    assert jittered.shape == images.shape and jittered.dtype == np.uint8
+    changed = [not np.array_equal(a, b) for a, b in zip(images, jittered)]
+    assert sum(changed) >= 14  # a factor of exactly 1 on all three properties is unlikely
+    mean_ratio = jittered.reshape(16, -1).mean(1) / images.reshape(16, -1).mean(1)
+    assert mean_ratio.std() > 0.01  # each image draws its own factors
+    assert color_jitter_ops(0.0) == []
+    preprocess = cifar10_preprocess(32)
+    for make in (cifar10_transforms, folder_transforms):
+        assert any(isinstance(op, vision.RandomColorAdjust) for op in make(True, preprocess, color_jitter=0.4))
+        assert not any(isinstance(op, vision.RandomColorAdjust) for op in make(False, preprocess, color_jitter=0.4))
