@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(REPO / "bench"))
 
-from mindresnet.config import TrainConfig  # noqa: E402
-from mindresnet.train import fit  # noqa: E402
+from mindresnet.training.config import TrainConfig  # noqa: E402
+from mindresnet.training.run import fit  # noqa: E402
 from sides import cpu_line, mindspore_side  # noqa: E402
 
 ANCHOR_ACCURACY, ANCHOR_SECONDS = 0.338, 485.0

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from mindresnet.data.cifar10 import load_arrays, locate_cifar10, split_files  # noqa: E402
 from mindresnet.data.constants import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
-from mindresnet.engine import lr_schedule  # noqa: E402
+from mindresnet.training.schedule import lr_schedule  # noqa: E402
 from mindresnet.runtime import cpu_count  # noqa: E402
 from accuracy import RECIPES, TABLE_HEADER, seeds_summary, table_row  # noqa: E402
 from cifar_numpy import augment, normalise  # noqa: E402

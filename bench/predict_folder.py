@@ -71,9 +71,9 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> Dict[str, Path]:
 def mindresnet_loop(folder: str, ckpt: str, batch_size: int) -> int:
     """The mindresnet side of the timed loop (run in a child process); prints its JSON result."""
     sys.path.insert(0, str(REPO))
-    from mindresnet import predict
+    from mindresnet.tools import predict
     from mindresnet.runtime import setup_context
-    from mindresnet.trained import load_trained_model
+    from mindresnet.tools.eval_data import load_trained_model
 
     setup_context("CPU", mode="pynative")  # as the predict command runs
     net, meta = load_trained_model(ckpt)

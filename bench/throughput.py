@@ -8,7 +8,7 @@ Usage:
 
 What it measures, per model and config (stem, image side, batch), for each framework:
   * training images/s of one full step (forward, backward, SGD momentum 0.9 update,
-    cross-entropy on 10 classes). mindresnet: its real train step, ``engine.build_train_step``
+    cross-entropy on 10 classes). mindresnet: its real train step, ``build_train_step``
     in graph mode after ``runtime.setup_context("CPU")`` -- exactly what ``mindresnet.train``
     runs. PyTorch: an eager twin of the same architecture (``bench/torch_resnet.py``: same blocks,
     stems, BatchNorm, init) with ``torch.optim.SGD(momentum=0.9)`` and
@@ -95,15 +95,17 @@ def child_mindresnet(model: str, stem: str, size: int, batch: int, steps: Option
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from mindresnet import engine
+    from mindresnet.training.loss import build_loss
+    from mindresnet.training.optim import build_optimizer
+    from mindresnet.training.step import build_train_step
     from mindresnet.models import create_model
     from mindresnet.runtime import setup_context
 
     setup_context("CPU")
     ms.set_seed(0)
     net = create_model(model, num_classes=NUM_CLASSES, stem=stem)
-    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [LR] * 100_000, 0.9, 0.0)
-    train_step = engine.build_train_step(net, engine.build_loss(), optimizer)
+    optimizer = build_optimizer(net.trainable_params(), "momentum", [LR] * 100_000, 0.9, 0.0)
+    train_step = build_train_step(net, build_loss(), optimizer)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
     labels = ms.Tensor(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))

@@ -61,7 +61,12 @@ import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 from mindspore import dataset as ds  # noqa: E402
 
-from mindresnet import engine, finetune, metrics  # noqa: E402  (caps oneDNN for MindSpore, see cpu_isa.py)
+from mindresnet import metrics  # noqa: E402  (caps oneDNN for MindSpore, see cpu_isa.py)
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
+from mindresnet.training.features import HeadTrainer, extract_features
+from mindresnet.training.optim import lr_scale
 from mindresnet.checkpoint import save_checkpoint  # noqa: E402
 from mindresnet.data.balance import BalancedSampler, balanced_class_weights  # noqa: E402
 from mindresnet.models import create_model  # noqa: E402
@@ -88,9 +93,9 @@ def train_epochs(net, lr: float, epochs: int, data, seed: int, layer_decay: floa
     x, y = data
     rng = np.random.default_rng(seed)
     steps = len(x) // BATCH
-    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", cosine(lr, epochs * steps), MOMENTUM,
-                                       WEIGHT_DECAY, lr_scale=lambda name: finetune.lr_scale(name, layer_decay))
-    step = engine.build_train_step(net, engine.build_loss(class_weights=class_weights), optimizer)
+    optimizer = build_optimizer(net.trainable_params(), "sgd", cosine(lr, epochs * steps), MOMENTUM,
+                                       WEIGHT_DECAY, lr_scale=lambda name: lr_scale(name, layer_decay))
+    step = build_train_step(net, build_loss(class_weights=class_weights), optimizer)
     balanced = BalancedSampler(y) if sampler else None
     seconds = []
     for epoch in range(epochs):
@@ -165,12 +170,12 @@ def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float
         x, y = data["target"]
         pipeline = ds.NumpySlicesDataset((normalise(x), y.astype(np.int32)), ["image", "label"],
                                          shuffle=False).batch(250)
-        features, labels = finetune.extract_features(net, pipeline)
+        features, labels = extract_features(net, pipeline)
         steps = -(-len(features) // BATCH)
-        optimizer = engine.build_optimizer(net.fc.trainable_params(), "sgd",
+        optimizer = build_optimizer(net.fc.trainable_params(), "sgd",
                                            cosine(recipe["head_lr"], recipe["head_epochs"] * steps),
                                            MOMENTUM, WEIGHT_DECAY)
-        trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(class_weights=weights), BATCH, seed,
+        trainer = HeadTrainer(net, optimizer, build_loss(class_weights=weights), BATCH, seed,
                                        balanced=recipe.get("sampler", False))
         head_seconds = [trainer.run_epoch(features, labels)[1] for _ in range(recipe["head_epochs"])]
         per_head_epoch = float(np.median(head_seconds))

@@ -1,11 +1,12 @@
-"""Ctrl-C that reaches Python even while MindSpore runs a graph.
+"""Signals that stop a tool: Ctrl-C that reaches Python even while MindSpore runs a graph, and
+:class:`Preempted`, the exception a stop signal becomes.
 
 During every graph run and PyNative operation, MindSpore installs a SIGINT handler of its own
 that turns Ctrl-C into a SIGTERM to its own process: Ctrl-C looked like a scheduler's preemption
 (exit 143) and broke off graph compiles with a frame dump. In the command-line tools,
 :func:`route_sigint` runs before MindSpore is imported, so that every thread MindSpore starts
 inherits SIGINT blocked; one watcher thread receives it and hands it to the main thread's Python
-handler (:class:`mindresnet.preemption.StopSignals` in training, else ``KeyboardInterrupt``).
+handler (:class:`mindresnet.training.signals.StopSignals` in training, else ``KeyboardInterrupt``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ import sys
 import threading
 
 _received = threading.Event()
+
+
+class Preempted(KeyboardInterrupt):
+    """Training stopped on a signal; :attr:`exit_code` is the shell's ``128 + signal`` (130, 143)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def started_as_cli() -> bool:

@@ -1,5 +1,5 @@
-"""Classification scores beyond accuracy: precision, recall and F1 per class with their averages,
-and calibration (expected calibration error and its reliability diagram).
+"""Classification scores: top-1/top-5 accuracy and loss of logits, precision, recall and F1 per class
+with their averages, and calibration (expected calibration error and its reliability diagram).
 
 Conventions follow scikit-learn's ``classification_report``: a class never predicted has precision
 0, one without images has recall 0 and is left out of the macro average (it has no support), and
@@ -12,13 +12,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from mindresnet.errors import DataError
 from mindresnet.fileio import save_figure
 
 CALIBRATION_BINS = 15
+
+
+def collect_logits(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """Run ``net`` in inference mode over ``dataset``; return (logits N x C, labels N)."""
+    net.set_train(False)
+    all_logits, all_labels = [], []
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+        all_logits.append(net(images).asnumpy().astype(np.float32))
+        all_labels.append(labels.asnumpy())
+    if not all_logits:
+        raise DataError("The evaluation dataset is empty: no batch to evaluate.")
+    return np.concatenate(all_logits), np.concatenate(all_labels).astype(np.int64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Top-1 and top-5 accuracy and mean cross-entropy."""
+    probs = softmax(logits)
+    top1 = float((logits.argmax(axis=1) == labels).mean())
+    k = min(5, logits.shape[1])
+    topk = np.argsort(-logits, axis=1)[:, :k]
+    top5 = float((topk == labels[:, None]).any(axis=1).mean())
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+    return {"accuracy": top1, "top5": top5, "loss": loss, "count": int(len(labels))}
+
+
+def evaluate(net, dataset) -> Dict[str, float]:
+    """Top-1, top-5 and loss of ``net`` on ``dataset``."""
+    return classification_metrics(*collect_logits(net, dataset))
 
 
 def precision_recall_f1(confusion: np.ndarray) -> Dict[str, np.ndarray]:

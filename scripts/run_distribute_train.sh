@@ -100,7 +100,7 @@ export GLOG_v="${GLOG_v:-3}"
 # Check the training flags once here, not N times in the workers; learn the device, batch and ckpt dir.
 resolved="$("$bin_dir/python" - "${train_args[@]}" --device "$device" <<'EOF'
 import sys
-from mindresnet.config import parse_args
+from mindresnet.training.config import parse_args
 from mindresnet.errors import MindresnetError
 try:
     config = parse_args(sys.argv[1:])

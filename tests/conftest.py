@@ -181,8 +181,8 @@ def closed_port_url() -> str:
 @pytest.fixture(scope="session")
 def trained_ckpt(tmp_path_factory, real_subset) -> Path:
     """A resnet18 (cifar stem) trained 15 steps on the real subset, once per session; its best checkpoint."""
-    from mindresnet.config import TrainConfig
-    from mindresnet.train import fit
+    from mindresnet.training.config import TrainConfig
+    from mindresnet.training.run import fit
 
     tmp = tmp_path_factory.mktemp("trained")
     result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(real_subset),

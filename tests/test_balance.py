@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 from conftest import collect
-from mindresnet.config import TrainConfig
+from mindresnet.training.config import TrainConfig
 from mindresnet.data.balance import BalancedSampler, balanced_class_weights
 from mindresnet.data.factory import create_dataset, split_labels
 from mindresnet.data.holdout import Holdout
-from mindresnet.finetune import HeadTrainer, class_weights_for, loss_for
-from mindresnet.preemption import epoch_batches, epoch_seed
+from mindresnet.training.features import HeadTrainer
+from mindresnet.training.loss import class_weights_for, loss_for
+from mindresnet.training.progress import epoch_batches, epoch_seed
 
 COUNTS = {"common": 24, "middling": 6, "rare": 2}
 
@@ -110,14 +111,15 @@ def test_class_weights_count_only_the_images_trained_on(imbalanced_root):
 
 
 def test_head_epochs_draw_balanced_with_the_sampler():
-    from mindresnet import engine
+    from mindresnet.training.loss import build_loss
+    from mindresnet.training.optim import build_optimizer
     from mindresnet.models import create_model
 
     labels = np.repeat(np.arange(3, dtype=np.int32), [90, 8, 2])
     net = create_model("resnet18", num_classes=3, stem="cifar")
-    optimizer = engine.build_optimizer(net.get_classifier().trainable_params(), "sgd", [0.01], 0.9, 0.0)
-    shuffled = HeadTrainer(net, optimizer, engine.build_loss(), batch_size=16, seed=3)
-    balanced = HeadTrainer(net, optimizer, engine.build_loss(), batch_size=16, seed=3, balanced=True)
+    optimizer = build_optimizer(net.get_classifier().trainable_params(), "sgd", [0.01], 0.9, 0.0)
+    shuffled = HeadTrainer(net, optimizer, build_loss(), batch_size=16, seed=3)
+    balanced = HeadTrainer(net, optimizer, build_loss(), batch_size=16, seed=3, balanced=True)
     plain_order = np.concatenate(shuffled.epoch_order(labels, 0))
     assert sorted(plain_order.tolist()) == list(range(100))
     draws = [np.concatenate(balanced.epoch_order(labels, epoch)) for epoch in range(20)]
@@ -130,7 +132,7 @@ def test_head_epochs_draw_balanced_with_the_sampler():
 
 @pytest.mark.slow
 def test_fit_with_class_weights_and_balanced_sampler(imbalanced_root, tmp_path):
-    from mindresnet.train import fit
+    from mindresnet.training.run import fit
 
     result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", dataset="folder",
                              data_dir=str(imbalanced_root), image_size=32, epochs=1, batch_size=8,

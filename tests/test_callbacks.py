@@ -3,11 +3,11 @@ import pytest
 from mindspore import nn
 from mindspore.train import Callback, LossMonitor
 
-from mindresnet import train
-from mindresnet.callbacks import load_callback
+from mindresnet.training.run import fit
+from mindresnet.training.callbacks import load_callback
 from mindresnet.checkpoint import read_checkpoint
 from mindresnet.errors import ConfigError
-from mindresnet.metrics_log import read_metrics
+from mindresnet.training.metrics_log import read_metrics
 
 from test_train import tiny_config
 
@@ -48,7 +48,7 @@ class Recorder(Callback):
 def test_both_stages_call_callbacks_with_the_cb_params_mindspore_reads(tiny_cifar, tmp_path, capsys):
     recorder = Recorder()
     # One head-only epoch (100 cached features in 13 steps of 8), then one full epoch of 2 steps.
-    train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", freeze_epochs=1), callbacks=[recorder, LossMonitor(1)])
+    fit(tiny_config(tiny_cifar, tmp_path / "ckpt", freeze_epochs=1), callbacks=[recorder, LossMonitor(1)])
     hooks = [call["hook"] for call in recorder.calls]
     assert hooks == ["begin", "epoch_begin"] + ["step_end"] * 13 + ["epoch_end", "epoch_begin"] + \
         ["step_end"] * 2 + ["epoch_end", "end"]
@@ -72,23 +72,23 @@ def test_both_stages_call_callbacks_with_the_cb_params_mindspore_reads(tiny_cifa
 def test_a_stop_request_ends_the_run_at_that_step_and_resume_continues_there(tiny_cifar, tmp_path):
     config = tiny_config(tiny_cifar, tmp_path / "ckpt", max_steps_per_epoch=3)
     recorder = Recorder(stop_at=(2, 5))  # the second step of the second epoch
-    result = train.fit(config, callbacks=[recorder])
+    result = fit(config, callbacks=[recorder])
     assert recorder.calls[-1]["hook"] == "end" and recorder.calls[-2]["step"] == 5
     assert result.global_step == 5 and [row["epoch"] for row in result.history] == [1]
     _, meta = read_checkpoint(tmp_path / "ckpt" / "resnet18-last.ckpt")
     assert (meta.epoch, meta.step) == (1, 2)
     config.resume = True
-    assert train.fit(config).global_step == 6
+    assert fit(config).global_step == 6
 
 
 def test_a_stop_request_at_an_epoch_end_stops_after_that_epoch(tiny_cifar, tmp_path):
-    result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3), callbacks=[Recorder(stop_after_epoch=1)])
+    result = fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=3), callbacks=[Recorder(stop_after_epoch=1)])
     assert [row["epoch"] for row in result.history] == [1] and result.global_step == 2
 
 
 def test_callback_flag_loads_module_class(tiny_cifar, tmp_path, capsys):
     config = tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1, callback=["mindspore.train:LossMonitor"])
-    train.fit(config)
+    fit(config)
     assert "epoch: 1 step: 2, loss is" in capsys.readouterr().out
 
 

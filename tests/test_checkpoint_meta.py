@@ -12,7 +12,7 @@ from mindresnet.checkpoint_meta import DEFAULT_CONVENTION, CheckpointMeta
 from mindresnet.data.preprocess import Preprocess, cifar10_preprocess, imagenet_preprocess
 from mindresnet.errors import CheckpointError
 from mindresnet.models import create_model
-from mindresnet.trained import load_trained_model
+from mindresnet.tools.eval_data import load_trained_model
 
 from conftest import CLASS_NAMES
 

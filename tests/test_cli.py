@@ -7,7 +7,11 @@ import sys
 
 import pytest
 
-from mindresnet import evaluate, export, predict, train, visualize
+from mindresnet.tools import evaluate
+from mindresnet.tools import export
+from mindresnet.tools import predict
+from mindresnet import train
+from mindresnet.tools import visualize
 from mindresnet.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, run_cli, run_guarded
 from mindresnet.errors import CheckpointError, ConfigError, DataError, DeviceError, DownloadError, ExportError, \
     ImageError, MindresnetError, TrainingDiverged

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mindresnet.config import ConfigError, TrainConfig, build_parser, parse_args, save_config
+from mindresnet.errors import ConfigError
+from mindresnet.training.config import TrainConfig, build_parser, parse_args, save_config
 
 REPO_CONFIGS = ["configs/tutorial_resnet50.yaml", "configs/resnet18_cifar_scratch.yaml"]
 
@@ -228,7 +229,7 @@ def test_yaml_keys_of_timm_and_mindcv_are_translated_with_a_note(tmp_path, caplo
     path = tmp_path / "mindcv.yaml"
     path.write_text("model: resnet18\nopt: adamw\nscheduler: step\nimage_resize: 64\nckpt_save_dir: out\n"
                     "epoch_size: 3\nema: true\namp_level: O2\ndrop_path_rate: 0.1\nre_prob: 0.25\n")
-    with caplog.at_level("INFO", logger="mindresnet.config"):
+    with caplog.at_level("INFO", logger="mindresnet.training.config"):
         config = parse_args(["--config", str(path)])
     assert (config.arch, config.optimizer, config.lr_schedule, config.image_size, config.ckpt_dir) == (
         "resnet18", "adamw", "step", 64, "out")

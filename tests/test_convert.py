@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mindresnet.checkpoint import read_checkpoint
-from mindresnet.convert import convert, infer_arch, main
+from mindresnet.tools.convert import convert, infer_arch, main
 from mindresnet.errors import CheckpointError
 from mindresnet.models import create_model
 from mindresnet.models.weight_files import read_weights

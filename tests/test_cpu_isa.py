@@ -18,15 +18,17 @@ from conftest import REPO
 PROBE = """
 import numpy as np, mindspore as ms
 import mindresnet
-from mindresnet import engine
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
 from mindresnet.runtime import setup_context
 setup_context("CPU", "graph")
 for stem in ("imagenet", "cifar"):
     net = mindresnet.create_model("resnet18", num_classes=10, stem=stem)
     x = ms.Tensor(np.random.rand(2, 3, 32, 32).astype(np.float32))
     y = ms.Tensor(np.array([1, 2], np.int32))
-    opt = engine.build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0)
-    step = engine.build_train_step(net, engine.build_loss(0.0), opt)
+    opt = build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0)
+    step = build_train_step(net, build_loss(0.0), opt)
     step(x, y)
     net.set_train(False)
     net(x)

@@ -19,7 +19,7 @@ import pytest
 from mindresnet import distributed
 from mindresnet.checkpoint import read_checkpoint
 from mindresnet.distributed import DistInfo, InjectedFailure, fail_if_requested, launched_by_msrun, rank_weights_path
-from mindresnet.metrics_log import read_metrics
+from mindresnet.training.metrics_log import read_metrics
 
 from conftest import REPO, write_cifar_bin
 

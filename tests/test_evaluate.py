@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 from conftest import CLASS_NAMES
-from mindresnet import evaluate
+from mindresnet.tools import evaluate
+from mindresnet.report import EvalReport, RELIABILITY_PNG, confusion_matrix, evaluate_model, format_report
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.data import DataError
 from mindresnet.data.constants import RECORD_BYTES
 from mindresnet.metrics import calibration
-from mindresnet.trained import build_eval_dataset, load_trained_model
+from mindresnet.tools.eval_data import build_eval_dataset, load_trained_model
 
 SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
 
@@ -52,33 +53,33 @@ def test_load_trained_model_takes_every_parameter_from_the_checkpoint(model, tra
 
 
 def test_confusion_matrix_counts_pairs():
-    matrix = evaluate.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    matrix = confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
 
 
 def test_evaluate_model_on_real_images(model, sample_dir):
     net, meta = model
     dataset, names = build_eval_dataset(meta, sample_dir, batch_size=32)
-    report = evaluate.evaluate_model(net, dataset, names)
+    report = evaluate_model(net, dataset, names)
     assert report.count == SAMPLE and report.confusion.sum() == SAMPLE
     assert report.accuracy == pytest.approx(np.trace(report.confusion) / SAMPLE)
     assert report.accuracy <= report.top5 <= 1 and math.isfinite(report.loss)
     rows = report.per_class()
     assert [row["class"] for row in rows] == CLASS_NAMES
     assert sum(row["images"] for row in rows) == SAMPLE
-    text = evaluate.format_report(report)
+    text = format_report(report)
     assert "top-5" in text and all(name in text for name in CLASS_NAMES)
 
 
 def test_report_of_an_absent_class_is_null_in_json():
     cal = calibration(np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0]]), np.array([0, 1]))
-    report = evaluate.EvalReport(0.5, 1.0, 0.7, 2, ["a", "b", "c"], np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]]), cal)
+    report = EvalReport(0.5, 1.0, 0.7, 2, ["a", "b", "c"], np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]]), cal)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["per_class"][0]["accuracy"] == 0.5 and data["per_class"][1]["accuracy"] is None
     assert data["per_class"][0]["precision"] == 1.0 and data["per_class"][1]["precision"] == 0.0
     assert data["macro_avg"]["recall"] == 0.5  # only class a has images
     assert data["ece"] == pytest.approx(cal.ece)
-    lines = evaluate.format_report(report).splitlines()
+    lines = format_report(report).splitlines()
     assert "-" in next(line for line in lines if line.startswith("c "))
     assert lines[-2].startswith("macro avg") and lines[-1].startswith("weighted avg")
 
@@ -95,9 +96,9 @@ def test_evaluate_cli_json_and_confusion_png(trained_ckpt, sample_dir, tmp_path,
     assert set(out["macro_avg"]) == set(out["weighted_avg"]) == {"precision", "recall", "f1"}
     assert 0 <= out["ece"] <= 1 and sum(out["calibration"]["bin_counts"]) == SAMPLE
     assert {"precision", "recall", "f1"} <= set(out["per_class"][0])
-    reliability = tmp_path / evaluate.RELIABILITY_PNG  # beside the confusion matrix
+    reliability = tmp_path / RELIABILITY_PNG  # beside the confusion matrix
     assert out["reliability_png"] == str(reliability) and reliability.read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", evaluate.RELIABILITY_PNG]  # no temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", RELIABILITY_PNG]  # no temporary file
 
 
 def test_evaluate_cli_missing_data_dir_is_a_clear_error(trained_ckpt, tmp_path, capsys):
@@ -144,11 +145,11 @@ def test_report_is_printed_before_the_figures_are_written(trained_ckpt, sample_d
 
 
 def test_training_run_ends_with_the_full_test_report(tiny_cifar, tmp_path, caplog):
-    from mindresnet.config import TrainConfig
-    from mindresnet.train import TEST_REPORT, fit
+    from mindresnet.training.config import TrainConfig
+    from mindresnet.training.run import TEST_REPORT, fit
 
     ckpt = tmp_path / "ckpt"
-    with caplog.at_level("INFO", logger="mindresnet.train"):
+    with caplog.at_level("INFO", logger="mindresnet.training"):
         result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(tiny_cifar),
                                  download=False, epochs=1, batch_size=8, max_steps_per_epoch=1, optimizer="sgd",
                                  workers=1, val_split=0.2, ckpt_dir=str(ckpt)))
@@ -157,5 +158,5 @@ def test_training_run_ends_with_the_full_test_report(tiny_cifar, tmp_path, caplo
     assert result.test["macro_f1"] == pytest.approx(report["macro_avg"]["f1"])
     assert result.test["ece"] == pytest.approx(report["ece"])
     assert "weighted avg" in caplog.text
-    for png in ("test_confusion_matrix.png", f"test_{evaluate.RELIABILITY_PNG}"):
+    for png in ("test_confusion_matrix.png", f"test_{RELIABILITY_PNG}"):
         assert (ckpt / png).read_bytes()[:4] == b"\x89PNG"

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES
-from mindresnet import export
+from mindresnet.tools import export
 from mindresnet.checkpoint import save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.preprocess import Preprocess, imagenet_preprocess
-from mindresnet.trained import load_trained_model
+from mindresnet.tools.eval_data import load_trained_model
 from mindresnet.models import create_model
 
 MEAN, STD = [0.5, 0.25, 0.125], [0.2, 0.3, 0.4]  # not any dataset's, so the printout must come from the file

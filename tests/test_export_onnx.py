@@ -11,9 +11,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from mindresnet import export
+from mindresnet.tools import export
 from mindresnet.models.conventions import CONVENTIONS, DEFAULT_CONVENTION
-from mindresnet.trained import load_trained_model
+from mindresnet.tools.eval_data import load_trained_model
 from test_export import MEAN, STD, random_batch, write_checkpoint
 
 onnx = pytest.importorskip("onnx")

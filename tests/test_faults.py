@@ -17,13 +17,17 @@ import pytest
 from mindresnet import hub
 from mindresnet.errors import DownloadError, WriteError
 from mindresnet.fileio import atomic_path, backup_path, save_figure, write_text
-from mindresnet.preemption import Preempted, StopSignals, epoch_batches, epoch_seed
+from mindresnet.interrupts import Preempted
+from mindresnet.training.signals import StopSignals
+from mindresnet.training.progress import epoch_batches, epoch_seed
 
 from conftest import REPO
 
 BIN = Path(sys.executable).parent
-CONSOLE_COMMANDS = {"mindresnet-train": "train", "mindresnet-evaluate": "evaluate", "mindresnet-predict": "predict",
-                    "mindresnet-visualize": "visualize", "mindresnet-export": "export", "mindresnet-convert": "convert"}
+CONSOLE_COMMANDS = {"mindresnet-train": "train", "mindresnet-evaluate": "tools.evaluate",
+                    "mindresnet-predict": "tools.predict", "mindresnet-visualize": "tools.visualize",
+                    "mindresnet-export": "tools.export", "mindresnet-convert": "tools.convert",
+                    "mindresnet-lr-find": "tools.lr_find"}
 
 
 # --- writes: backups and full disks ----------------------------------------------------------
@@ -69,7 +73,7 @@ def write_config(path, monkeypatch):
 
 
 def write_metrics_file(path, monkeypatch):
-    from mindresnet import metrics_log
+    from mindresnet.training import metrics_log
 
     class FullDiskWriter:
         def __init__(self, handle, **kwargs):
@@ -316,7 +320,7 @@ def write_small_ckpt(path):
 
 
 def test_resume_falls_back_to_the_backup_of_an_unreadable_last_ckpt(tmp_path):
-    from mindresnet.preemption import read_resume_checkpoint
+    from mindresnet.training.resume import read_resume_checkpoint
 
     last = tmp_path / "resnet18-last.ckpt"
     write_small_ckpt(backup_path(last))
@@ -332,7 +336,7 @@ def test_resume_falls_back_to_the_backup_of_an_unreadable_last_ckpt(tmp_path):
 ])
 def test_resume_says_what_to_do_when_no_valid_file_is_left(tmp_path, backup_state, expected):
     from mindresnet.errors import CheckpointError
-    from mindresnet.preemption import read_resume_checkpoint
+    from mindresnet.training.resume import read_resume_checkpoint
 
     last = tmp_path / "resnet18-last.ckpt"
     last.write_bytes(b"cut short")

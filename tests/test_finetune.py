@@ -6,10 +6,17 @@ import pytest
 from mindspore import dataset as ds
 from mindspore import nn
 
-from mindresnet import engine, finetune
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer, current_lr, parameter_groups, scale_learning_rates
+from mindresnet.training.run import TopKCheckpoints
+from mindresnet.training.schedule import PlateauMonitor
+from mindresnet.training.step import build_train_step
+from mindresnet.training.features import HeadTrainer, PooledFeatures, extract_features
+from mindresnet.training.optim import lr_scale
+from mindresnet.training.step import EMA, evaluation_weights
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
 from mindresnet.data.transforms import auto_augment_ops, mix_batches
-from mindresnet.evaluate import evaluate_model
+from mindresnet.report import evaluate_model
 from mindresnet.models import create_model
 
 
@@ -50,8 +57,8 @@ def test_frozen_backbone_keeps_the_pretrained_batchnorm_statistics(tmp_path):
     def train_three_steps(freeze, **build):
         net = small_resnet(pretrained=str(pretrained), **build)
         freeze(net)
-        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.1] * 3, 0.9, 0.0)
-        step = engine.build_train_step(net, engine.build_loss(), optimizer)
+        optimizer = build_optimizer(net.trainable_params(), "momentum", [0.1] * 3, 0.9, 0.0)
+        step = build_train_step(net, build_loss(), optimizer)
         for seed in range(3):
             step(*batch(seed=seed))
         return values(net)
@@ -73,8 +80,8 @@ def test_frozen_backbone_keeps_the_pretrained_batchnorm_statistics(tmp_path):
 def test_layer_decay_and_head_scale_give_each_stage_its_rate():
     net = small_resnet()
     rates = [0.1, 0.05]
-    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", rates, 0.9, 1e-4,
-                                       lr_scale=lambda name: finetune.lr_scale(name, 0.5, 10.0))
+    optimizer = build_optimizer(net.trainable_params(), "sgd", rates, 0.9, 1e-4,
+                                       lr_scale=lambda name: lr_scale(name, 0.5, 10.0))
     params = {p.name: p for p in net.trainable_params()}
     expected = {"fc.weight": 10.0, "fc.bias": 10.0, "layer4.1.conv2.weight": 0.5, "layer3.0.norm1.gamma": 0.25,
                 "layer2.0.down_sample.0.weight": 0.125, "layer1.1.conv1.weight": 0.0625, "conv1.weight": 0.03125,
@@ -82,16 +89,16 @@ def test_layer_decay_and_head_scale_give_each_stage_its_rate():
     for name, scale in expected.items():
         table = optimizer.get_lr_parameter(params[name]).asnumpy()
         np.testing.assert_allclose(table, np.array(rates) * scale, rtol=1e-6, err_msg=name)
-    decay = {p.name: group["weight_decay"] for group in engine.parameter_groups(net.trainable_params(), rates, 1e-4)
+    decay = {p.name: group["weight_decay"] for group in parameter_groups(net.trainable_params(), rates, 1e-4)
              for p in group["params"]}
     assert decay["conv1.weight"] == 1e-4 and decay["fc.bias"] == decay["norm.gamma"] == 0.0
-    assert engine.current_lr(optimizer, params["conv1.weight"]) == pytest.approx(0.1 * 0.03125)
+    assert current_lr(optimizer, params["conv1.weight"]) == pytest.approx(0.1 * 0.03125)
 
 
 def test_adamw_decay_is_decoupled_and_skips_batchnorm_and_biases():
     net = nn.SequentialCell([nn.Dense(4, 4), nn.BatchNorm1d(4)])
     before = values(net)
-    optimizer = engine.build_optimizer(net.trainable_params(), "adamw", [0.1], 0.9, 0.5)
+    optimizer = build_optimizer(net.trainable_params(), "adamw", [0.1], 0.9, 0.5)
 
     class ZeroLoss(nn.Cell):  # zero gradients: only the decoupled decay can move a weight
         def __init__(self):
@@ -110,16 +117,16 @@ def test_adamw_decay_is_decoupled_and_skips_batchnorm_and_biases():
 
 def test_ema_weights_differ_from_raw_and_are_what_evaluation_and_the_best_checkpoint_see(tmp_path):
     net = small_resnet()
-    ema = finetune.EMA(net, decay=0.9)
-    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", [0.05] * 4, 0.9, 0.0)
-    step = engine.build_train_step(net, engine.build_loss(), optimizer, ema=ema)
+    ema = EMA(net, decay=0.9)
+    optimizer = build_optimizer(net.trainable_params(), "sgd", [0.05] * 4, 0.9, 0.0)
+    step = build_train_step(net, build_loss(), optimizer, ema=ema)
     for seed in range(4):
         step(*batch(seed=seed))
     raw = values(net)
     averages = {p.name[len("ema."):]: p.asnumpy() for p in ema.averages}
     assert float(ema.updates.asnumpy()[0]) == 4
     assert not np.allclose(raw["conv1.weight"], averages["conv1.weight"])
-    with finetune.evaluation_weights(ema):
+    with evaluation_weights(ema):
         np.testing.assert_array_equal(net.conv1.weight.asnumpy(), averages["conv1.weight"])
         save_checkpoint(net, tmp_path / "best.ckpt")
     np.testing.assert_array_equal(net.conv1.weight.asnumpy(), raw["conv1.weight"])  # raw weights are back
@@ -134,10 +141,10 @@ def test_ema_leaves_the_loss_scaled_update_untouched():
     results = []
     for with_ema in (False, True):
         net = tiny_mlp()
-        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [0.1] * 2, 0.9, 0.0,
+        optimizer = build_optimizer(net.trainable_params(), "momentum", [0.1] * 2, 0.9, 0.0,
                                            loss_scale=1024.0)
-        step = engine.build_train_step(net, engine.build_loss(), optimizer, amp="O2", loss_scale=1024.0,
-                                       ema=finetune.EMA(net, 0.5) if with_ema else None)
+        step = build_train_step(net, build_loss(), optimizer, amp="O2", loss_scale=1024.0,
+                                       ema=EMA(net, 0.5) if with_ema else None)
         for _ in range(2):
             step(ms.Tensor(x), ms.Tensor(y))
         results.append(values(net))
@@ -151,8 +158,8 @@ def test_accumulating_n_steps_equals_one_step_of_n_times_the_batch(optimizer_nam
     nets = []
     for accumulate, micro in ((1, 8), (4, 2)):
         net = tiny_mlp()
-        optimizer = engine.build_optimizer(net.trainable_params(), optimizer_name, [0.1] * 2, 0.9, 0.01)
-        step = engine.build_train_step(net, engine.build_loss(), optimizer, grad_accum=accumulate,
+        optimizer = build_optimizer(net.trainable_params(), optimizer_name, [0.1] * 2, 0.9, 0.01)
+        step = build_train_step(net, build_loss(), optimizer, grad_accum=accumulate,
                                        clip_grad=None if accumulate == 1 else 1e9)
         for _ in range(2):  # two updates
             for first in range(0, 8, micro):
@@ -171,8 +178,8 @@ def test_clipping_bounds_the_update_to_the_norm():
     for clip in (None, 0.01):
         net = tiny_mlp()
         before = values(net)
-        optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1.0], 0.0, 0.0)
-        step = engine.build_train_step(net, engine.build_loss(), optimizer, clip_grad=clip)
+        optimizer = build_optimizer(net.trainable_params(), "momentum", [1.0], 0.0, 0.0)
+        step = build_train_step(net, build_loss(), optimizer, clip_grad=clip)
         step(ms.Tensor(x * 50), ms.Tensor(y))
         moves[clip] = np.sqrt(sum(((v - before[k]) ** 2).sum() for k, v in values(net).items()))
     assert moves[None] > 0.1
@@ -208,23 +215,23 @@ def test_auto_augment_changes_images():
 
 
 def test_plateau_monitor_follows_reduce_lr_on_plateau_and_scales_every_group():
-    monitor = engine.PlateauMonitor(patience=2)
+    monitor = PlateauMonitor(patience=2)
     assert [monitor.step(a) for a in (0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.7)] == \
         [False, False, False, True, False, False, True]
-    assert engine.PlateauMonitor(2).replay([0.5, float("nan"), 0.4, 0.4]) == 1
+    assert PlateauMonitor(2).replay([0.5, float("nan"), 0.4, 0.4]) == 1
     net = tiny_mlp()
-    optimizer = engine.build_optimizer(net.trainable_params(), "sgd", [0.1, 0.1], 0.9, 1e-4,
+    optimizer = build_optimizer(net.trainable_params(), "sgd", [0.1, 0.1], 0.9, 1e-4,
                                        lr_scale=lambda name: 2.0 if name.startswith("2.") else 1.0)
-    engine.scale_learning_rates(optimizer, 0.1, min_lr=0.015)
+    scale_learning_rates(optimizer, 0.1, min_lr=0.015)
     params = {p.name: p for p in net.trainable_params()}
     np.testing.assert_allclose(optimizer.get_lr_parameter(params["0.weight"]).asnumpy(), [0.015, 0.015])
     np.testing.assert_allclose(optimizer.get_lr_parameter(params["2.weight"]).asnumpy(), [0.02, 0.02], rtol=1e-6)
-    early = engine.PlateauMonitor(patience=1)
+    early = PlateauMonitor(patience=1)
     assert [early.step(a) for a in (0.3, 0.2)] == [False, True]
 
 
 def test_top_k_keeps_the_best_ranked(tmp_path):
-    keeper = engine.TopKCheckpoints(tmp_path, "resnet18", 2)
+    keeper = TopKCheckpoints(tmp_path, "resnet18", 2)
     net = tiny_mlp()
 
     ranks = [keeper.offer(accuracy, lambda path: save_checkpoint(net, path)) for accuracy in (0.3, 0.5, 0.4, 0.2, 0.6)]
@@ -232,7 +239,7 @@ def test_top_k_keeps_the_best_ranked(tmp_path):
     assert keeper.scores() == [0.6, 0.5]
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["resnet18-top1.ckpt", "resnet18-top2.ckpt"]
     assert read_checkpoint(tmp_path / "resnet18-top2.ckpt")[0]["0.weight"] is not None
-    assert engine.TopKCheckpoints(tmp_path, "resnet18", 2).scores() == [0.6, 0.5]  # a resumed run's view
+    assert TopKCheckpoints(tmp_path, "resnet18", 2).scores() == [0.6, 0.5]  # a resumed run's view
 
 
 def test_linear_probe_trains_the_head_on_cached_features_and_saves_a_full_model(tmp_path):
@@ -243,13 +250,13 @@ def test_linear_probe_trains_the_head_on_cached_features_and_saves_a_full_model(
     images[labels == 1] += 0.5  # separable classes
     pipeline = ds.NumpySlicesDataset((images, labels), ["image", "label"], shuffle=False).batch(8)
     backbone = {k: v for k, v in values(net).items() if not k.startswith("fc.")}
-    features, feature_labels = finetune.extract_features(net, pipeline)
+    features, feature_labels = extract_features(net, pipeline)
     assert features.shape == (24, 512) and list(feature_labels) == list(labels)
     net.set_train(False)
-    np.testing.assert_allclose(features[:8], finetune.PooledFeatures(net)(ms.Tensor(images[:8])).asnumpy(),
+    np.testing.assert_allclose(features[:8], PooledFeatures(net)(ms.Tensor(images[:8])).asnumpy(),
                                rtol=1e-4, atol=1e-5)
-    optimizer = engine.build_optimizer(net.fc.trainable_params(), "sgd", [0.05] * 60, 0.9, 0.0)
-    trainer = finetune.HeadTrainer(net, optimizer, engine.build_loss(), batch_size=8)
+    optimizer = build_optimizer(net.fc.trainable_params(), "sgd", [0.05] * 60, 0.9, 0.0)
+    trainer = HeadTrainer(net, optimizer, build_loss(), batch_size=8)
     first, _ = trainer.run_epoch(features, feature_labels)
     for _ in range(19):
         last, _ = trainer.run_epoch(features, feature_labels)
@@ -283,7 +290,7 @@ def test_flip_tta_averages_the_image_and_its_mirror():
 
 
 def fit_config(data_dir, ckpt_dir, **overrides):
-    from mindresnet.config import TrainConfig
+    from mindresnet.training.config import TrainConfig
 
     values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
                   epochs=2, batch_size=8, max_steps_per_epoch=2, lr=0.01, optimizer="sgd", workers=1,
@@ -310,24 +317,24 @@ def file_values(path):
 
 def snapshots(monkeypatch):
     """Record (stage, every network value) at the end of each epoch of fit."""
-    from mindresnet import train
+    from mindresnet.training.run import RunRecord
 
     taken = []
-    real_end_epoch = train.RunRecord.end_epoch
+    real_end_epoch = RunRecord.end_epoch
 
     def end_epoch(record, stage, epoch, row):
         taken.append((stage.name, values(record.net)))
         real_end_epoch(record, stage, epoch, row)
 
-    monkeypatch.setattr(train.RunRecord, "end_epoch", end_epoch)
+    monkeypatch.setattr(RunRecord, "end_epoch", end_epoch)
     return taken
 
 
 def test_linear_probe_through_fit_writes_a_full_model_checkpoint_with_the_pretrained_backbone(
         tiny_cifar, tmp_path, pretrained_file):
-    from mindresnet.metrics_log import read_metrics
-    from mindresnet.train import fit
-    from mindresnet.trained import load_trained_model
+    from mindresnet.training.metrics_log import read_metrics
+    from mindresnet.training.run import fit
+    from mindresnet.tools.eval_data import load_trained_model
 
     result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", pretrained=str(pretrained_file), linear_probe=True,
                             epochs=3, lr=0.05))
@@ -350,8 +357,8 @@ def test_linear_probe_through_fit_writes_a_full_model_checkpoint_with_the_pretra
 
 def test_two_stage_trains_the_head_on_a_frozen_backbone_then_everything(
         tiny_cifar, tmp_path, pretrained_file, monkeypatch):
-    from mindresnet.metrics_log import read_metrics
-    from mindresnet.train import fit
+    from mindresnet.training.metrics_log import read_metrics
+    from mindresnet.training.run import fit
 
     taken = snapshots(monkeypatch)
     result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", pretrained=str(pretrained_file), freeze_epochs=1,
@@ -376,13 +383,13 @@ def test_two_stage_trains_the_head_on_a_frozen_backbone_then_everything(
 
 
 def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, pretrained_file, monkeypatch):
-    from mindresnet import train
+    from mindresnet.training.run import fit
     from mindresnet.errors import CheckpointError
 
     def run(ckpt, interrupt_at=None, **overrides):
         config = fit_config(tiny_cifar, ckpt, pretrained=str(pretrained_file), freeze_epochs=2, epochs=3,
                             max_steps_per_epoch=1, **overrides)
-        real_train_batch = finetune.HeadTrainer.train_batch
+        real_train_batch = HeadTrainer.train_batch
         calls = []
 
         def train_batch(trainer, features, labels):
@@ -391,8 +398,8 @@ def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, p
                 raise KeyboardInterrupt
             return real_train_batch(trainer, features, labels)
 
-        monkeypatch.setattr(finetune.HeadTrainer, "train_batch", train_batch)
-        return train.fit(config)
+        monkeypatch.setattr(HeadTrainer, "train_batch", train_batch)
+        return fit(config)
 
     taken = snapshots(monkeypatch)
     run(tmp_path / "straight")
@@ -402,7 +409,7 @@ def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, p
     _, meta = read_checkpoint(tmp_path / "stopped" / "resnet18-last.ckpt")
     assert (meta.stage, meta.epoch, meta.step) == ("head", 1, 3)
     with pytest.raises(CheckpointError, match="saved in the head stage at epoch 1.*--freeze-epochs"):
-        train.fit(fit_config(tiny_cifar, tmp_path / "stopped", pretrained=str(pretrained_file), resume=True,
+        fit(fit_config(tiny_cifar, tmp_path / "stopped", pretrained=str(pretrained_file), resume=True,
                              epochs=3))
     taken.clear()
     result = run(tmp_path / "stopped", resume=True)
@@ -414,11 +421,11 @@ def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, p
 
 def test_auto_augment_changes_the_training_images(tiny_cifar):
     from conftest import collect
-    from mindresnet.config import TrainConfig
+    from mindresnet.training.config import TrainConfig
     from mindresnet.distributed import DistInfo
     from mindresnet.errors import ConfigError
     from mindresnet.data.factory import get_dataset_kind
-    from mindresnet.train import build_datasets
+    from mindresnet.training.run import build_datasets
 
     def first_images(auto_augment):
         config = fit_config(tiny_cifar, "unused", auto_augment=auto_augment)
@@ -437,7 +444,7 @@ def test_auto_augment_changes_the_training_images(tiny_cifar):
 def test_keep_best_and_early_stop_through_fit(tiny_cifar, tmp_path):
     import json
 
-    from mindresnet.train import fit
+    from mindresnet.training.run import fit
 
     # A frozen backbone and a vanishing LR: the test accuracy cannot improve after the first epoch.
     result = fit(fit_config(tiny_cifar, tmp_path / "ckpt", epochs=5, max_steps_per_epoch=1, freeze_backbone=True,
@@ -452,7 +459,7 @@ def test_keep_best_and_early_stop_through_fit(tiny_cifar, tmp_path):
 
 
 def test_stage_options_are_checked():
-    from mindresnet.config import TrainConfig
+    from mindresnet.training.config import TrainConfig
     from mindresnet.errors import ConfigError
 
     for flags, message in ((dict(linear_probe=True, mixup=0.2), "--linear-probe .*--mixup"),

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from conftest import collect
-from mindresnet import train
+from mindresnet.training.run import fit
 from mindresnet.checkpoint import read_checkpoint
-from mindresnet.config import TrainConfig
+from mindresnet.training.config import TrainConfig
 from mindresnet.data.factory import create_dataset
 from mindresnet.data.holdout import Holdout, stratified_split
 from mindresnet.errors import CheckpointError
-from mindresnet.metrics_log import read_metrics
+from mindresnet.training.metrics_log import read_metrics
 
 
 def tiny_config(data_dir, ckpt_dir, **overrides) -> TrainConfig:
@@ -51,7 +51,7 @@ def test_train_and_val_parts_of_cifar10_cover_the_training_images_once(tiny_cifa
 
 
 def test_val_split_picks_the_best_and_scores_the_test_split_once(tiny_cifar, tmp_path):
-    result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", val_split=0.2))
+    result = fit(tiny_config(tiny_cifar, tmp_path / "ckpt", val_split=0.2))
     ckpt = tmp_path / "ckpt"
     assert result.selection_split == "val" and result.test["count"] == 20
     rows = read_metrics(ckpt / "metrics.csv")
@@ -66,18 +66,18 @@ def test_val_split_picks_the_best_and_scores_the_test_split_once(tiny_cifar, tmp
 
 
 def test_resume_keeps_the_recorded_split(tiny_cifar, tmp_path):
-    train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1, val_split=0.2))
+    fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1, val_split=0.2))
     with pytest.raises(CheckpointError, match="val_split=0.2, this run has val_split=0.3"):
-        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.3))
+        fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.3))
     with pytest.raises(CheckpointError, match="val_seed=1, this run has val_seed=2"):
-        train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.2, seed=2))
-    result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.2))
+        fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.2, seed=2))
+    result = fit(tiny_config(tiny_cifar, tmp_path / "ckpt", resume="true", val_split=0.2))
     assert result.epochs_run == 1 and result.test["count"] == 20
 
 
 def test_cifar10_default_picks_on_the_test_split_and_says_so(tiny_cifar, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="mindresnet.train"):
-        result = train.fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1))
+    with caplog.at_level(logging.INFO, logger="mindresnet.training"):
+        result = fit(tiny_config(tiny_cifar, tmp_path / "ckpt", epochs=1))
     assert result.selection_split == "test" and result.test is None
     assert "the test split picks the best checkpoint" in caplog.text
     assert read_metrics(tmp_path / "ckpt" / "metrics.csv")[0]["eval_split"] == "test"
@@ -91,8 +91,8 @@ def test_image_folder_without_val_holds_out_a_tenth(tmp_path, caplog):
         folder.mkdir(parents=True)
         for index in range(10):
             Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
-    with caplog.at_level(logging.INFO, logger="mindresnet.train"):
-        result = train.fit(tiny_config(tmp_path / "pets", tmp_path / "ckpt", dataset="folder", epochs=1,
+    with caplog.at_level(logging.INFO, logger="mindresnet.training"):
+        result = fit(tiny_config(tmp_path / "pets", tmp_path / "ckpt", dataset="folder", epochs=1,
                                        batch_size=4, image_size=32))
     assert "holding out 0.1 of the training images" in caplog.text
     assert result.selection_split == "val" and result.test is None

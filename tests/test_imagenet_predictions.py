@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mindresnet import predict
+from mindresnet.tools import predict
 from mindresnet.data.imagenet import imagenet_class_names
 from mindresnet.models import create_model
-from mindresnet.trained import load_trained_model
+from mindresnet.tools.eval_data import load_trained_model
 
 
 def mindcv_named_checkpoint(path, num_classes: int, favourite: int):

@@ -16,13 +16,16 @@ from conftest import REPO
 PROBE = """
 import os, numpy as np, mindspore as ms
 import mindresnet
-from mindresnet import engine, kernels
+from mindresnet import kernels
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
 from mindresnet.runtime import setup_context
 setup_context("CPU")
 net = mindresnet.create_model("resnet18", num_classes=10)
 kinds = sorted({type(c).__name__ for _, c in net.cells_and_names() if "Conv2d" in type(c).__name__})
-opt = engine.build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0)
-loss = engine.build_train_step(net, engine.build_loss(), opt)(
+opt = build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0)
+loss = build_train_step(net, build_loss(), opt)(
     ms.Tensor(np.ones((2, 3, 32, 32), np.float32)), ms.Tensor(np.array([1, 2], np.int32)))
 print("KINDS", ",".join(kinds), "ACTIVE", kernels.kernels_active(), "CAP", os.environ.get("ONEDNN_MAX_CPU_ISA"),
       "LOSS", float(loss.asnumpy()))

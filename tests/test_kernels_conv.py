@@ -14,7 +14,10 @@ import mindspore as ms
 from mindspore import nn
 
 from conftest import assert_same_updates, conv_and_grads
-from mindresnet import engine, kernels
+from mindresnet import kernels
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
 from mindresnet.kernels import conv
 from mindresnet.kernels.conv import OneDnnConv2d
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
@@ -108,8 +111,8 @@ def test_amp_steps_keep_mindsporeS_kernels():
     """MindSpore's AMP rewrite re-parses ``construct`` away from the kernels' module: no switch there."""
     net = ResNet(ResidualBlockBase, (1, 1, 1, 1), num_classes=10)
     kernels.use_cpu_kernels(net)
-    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3], 0.9, 0.0)
-    engine.build_train_step(net, engine.build_loss(), optimizer, amp="O2")
+    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3], 0.9, 0.0)
+    build_train_step(net, build_loss(), optimizer, amp="O2")
     assert not any(isinstance(c, OneDnnConv2d) for _, c in net.cells_and_names())
 
 
@@ -125,8 +128,8 @@ def test_switch_is_reversible_and_keeps_parameters():
 
 
 def losses(net, images, labels, steps, cpu_kernels):
-    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
-    step = engine.build_train_step(net, engine.build_loss(), optimizer, cpu_kernels=cpu_kernels)
+    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
+    step = build_train_step(net, build_loss(), optimizer, cpu_kernels=cpu_kernels)
     return [float(step(images, labels).asnumpy()) for _ in range(steps)]
 
 

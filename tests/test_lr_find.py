@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mindresnet import lr_find
-from mindresnet.config import TrainConfig
+from mindresnet.tools import lr_find
+from mindresnet.training.config import TrainConfig
 
 
 def test_exponential_rates_and_smoothing():

@@ -200,7 +200,7 @@ def test_default_convention_is_mindcv_and_names_do_not_depend_on_it():
 @pytest.mark.parametrize("name", sorted(CONVENTIONS))
 def test_export_keeps_the_convention(tmp_path, name):
     """MINDIR and ONNX compute what the network does: 'same' padding, the symmetric pool and eps survive export."""
-    from mindresnet.export import export_model
+    from mindresnet.tools.export import export_model
 
     ort = pytest.importorskip("onnxruntime")
     net = mindresnet.resnet18(num_classes=10, convention=name)

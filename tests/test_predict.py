@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from conftest import CLASS_NAMES, REPO
-from mindresnet import predict
+from mindresnet.tools import predict
 from mindresnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from mindresnet.data.constants import RECORD_BYTES
-from mindresnet.trained import build_eval_dataset, load_trained_model
+from mindresnet.tools.eval_data import build_eval_dataset, load_trained_model
 from mindresnet.models import create_model
 from test_export import write_checkpoint
 

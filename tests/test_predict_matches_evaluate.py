@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import CLASS_NAMES, write_cifar_bin
-from mindresnet import evaluate, predict
+from mindresnet.tools import evaluate
+from mindresnet.tools import predict
 from mindresnet.checkpoint import save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import RECORD_BYTES

@@ -24,7 +24,7 @@ from mindresnet.errors import ConfigError
 from mindresnet.models import VARIANTS, get_weights, load_model, parse_pretrained, pretrained_model
 from mindresnet.models.naming import canonical_name, detect_naming
 from mindresnet.models.pretrained import pretrained_path
-from mindresnet.trained import load_trained_model
+from mindresnet.tools.eval_data import load_trained_model
 
 X = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import collect
-from mindresnet.config import parse_args
+from mindresnet.training.config import parse_args
 from mindresnet.data.factory import create_dataset
 from mindresnet.models import create_model
 from mindresnet.models.blocks import DropPath

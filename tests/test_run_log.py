@@ -2,10 +2,10 @@
 import logging
 import sys
 
-from mindresnet import train
-from mindresnet.preemption import EpochProgress
-from mindresnet.run_folder import own_folder
-from mindresnet.run_log import LOG_FILE, ProgressLines, run_log
+from mindresnet.training.run import fit
+from mindresnet.training.progress import EpochProgress
+from mindresnet.training.run_folder import own_folder
+from mindresnet.training.run_log import LOG_FILE, ProgressLines, run_log
 
 from test_train import tiny_config
 
@@ -25,7 +25,7 @@ def test_run_log_copies_the_records_while_the_run_lasts(tmp_path):
 
 
 def test_progress_lines_every_n_steps_only_off_a_terminal(monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="mindresnet.train")
+    caplog.set_level(logging.INFO, logger="mindresnet.training")
     for tty, expected in ((True, 0), (False, 2)):
         monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
         lines, progress = ProgressLines(2, epochs=3), EpochProgress()
@@ -40,7 +40,7 @@ def test_progress_lines_every_n_steps_only_off_a_terminal(monkeypatch, caplog):
 def test_a_run_writes_train_log_and_overwrite_moves_it_aside(tiny_cifar, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     ckpt = tmp_path / "ckpt"
-    train.fit(tiny_config(tiny_cifar, ckpt, epochs=1, log_interval=1))
+    fit(tiny_config(tiny_cifar, ckpt, epochs=1, log_interval=1))
     text = (ckpt / LOG_FILE).read_text()
     assert "INFO training resnet18" in text and "epoch 1/1, step 2/2: loss" in text and "\r" not in text
     with own_folder(ckpt, overwrite=True):

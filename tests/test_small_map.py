@@ -14,7 +14,9 @@ import mindspore as ms
 from mindspore import nn
 
 from conftest import assert_same_updates, conv_and_grads
-from mindresnet import engine
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
 from mindresnet.kernels import use_cpu_kernels
 from mindresnet.kernels.small_map import SmallMapConv2d, eligible
@@ -57,10 +59,10 @@ def tiny_net(block, convention="mindcv") -> ResNet:
 
 
 def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: bool):
-    optimizer = engine.build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
+    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
     if fast:
         use_cpu_kernels(net, onednn=False)
-    step = engine.build_train_step(net, engine.build_loss(), optimizer, cpu_kernels=False)
+    step = build_train_step(net, build_loss(), optimizer, cpu_kernels=False)
     return [float(step(images, labels).asnumpy()) for _ in range(steps)]
 
 

@@ -1,5 +1,4 @@
 """The torch-free reader of PyTorch zip files: the same tensors as torch.load(weights_only=True), nothing else."""
-import json
 import os
 import subprocess
 import sys

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES
-from mindresnet import visualize
+from mindresnet.tools import visualize
 from mindresnet.data import CIFAR10_MEAN, CIFAR10_STD
-from mindresnet.trained import build_eval_dataset, load_trained_model
+from mindresnet.tools.eval_data import build_eval_dataset, load_trained_model
 
 
 @pytest.fixture(scope="module")

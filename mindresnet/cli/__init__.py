@@ -2,8 +2,8 @@
 
 A :class:`~mindresnet.errors.MindresnetError` is printed as ``error: ...`` with exit code 1; Ctrl-C
 ends with one line and 130, SIGTERM with one line and 143 (training saves its step first, see
-:mod:`mindresnet.preemption`); any other exception is a bug and keeps its traceback. Shared flags
-and value parsers live in :mod:`mindresnet.cli.args`.
+:mod:`mindresnet.training.signals`); any other exception is a bug and keeps its traceback. Shared flags
+live in :mod:`mindresnet.cli.args`, value parsers in :mod:`mindresnet.parsing`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import threading
 from typing import Callable, Optional, Sequence
 
 from mindresnet.errors import MindresnetError
-from mindresnet.interrupts import interrupted
-from mindresnet.preemption import Preempted
+from mindresnet.interrupts import Preempted, interrupted
 
 EXIT_USER_ERROR = 1
 EXIT_BAD_FLAGS = 2  # argparse's own
@@ -30,7 +29,7 @@ def run_guarded(action: Callable[[], int]) -> int:
     except MindresnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt as exc:  # preemption.Preempted carries 143 for SIGTERM
+    except KeyboardInterrupt as exc:  # interrupts.Preempted carries 143 for SIGTERM
         return _stopped(getattr(exc, "signum", signal.SIGINT))
     except Exception:
         if interrupted():  # MindSpore breaks off a graph compile with an error of its own

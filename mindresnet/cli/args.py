@@ -1,42 +1,21 @@
-"""Flags shared by the command-line tools, and the parsers of their values."""
+"""Flags shared by the command-line tools (their values' parsers: :mod:`mindresnet.parsing`)."""
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
-from mindresnet.booleans import FALSE_WORDS, TRUE_WORDS
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import CLASS_INDICES_FILE
 from mindresnet.data.factory import DATASETS
 from mindresnet.errors import ConfigError, DeviceError
 from mindresnet.models import CONVENTIONS, load_model, parse_pretrained
 from mindresnet.models.resnet import STEMS
+from mindresnet.parsing import positive_int
 from mindresnet.runtime import DEVICES, normalize_device, setup_context
 
 DEFAULT_CKPT = "ckpt/resnet50-best.ckpt"  # where the default `python -m mindresnet.train` run puts it
 DEFAULT_DATA_DIR = "datasets-cifar10-bin"
-
-
-def parse_bool(text) -> bool:
-    """``true/yes/1/on`` or ``false/no/0/off`` (any case; real booleans pass through)."""
-    if isinstance(text, bool):
-        return text
-    lowered = str(text).strip().lower()
-    if lowered in TRUE_WORDS:
-        return True
-    if lowered in FALSE_WORDS:
-        return False
-    raise argparse.ArgumentTypeError(f"expected one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}, got {text!r}")
-
-
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def device_name(text: str) -> str:
@@ -45,36 +24,6 @@ def device_name(text: str) -> str:
         return normalize_device(text)
     except DeviceError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def add_bool_flag(parser, flag: str, dest: str, default, help_text: str, aliases: Sequence[str] = ()) -> None:
-    """``--flag`` (true), ``--flag VALUE`` and ``--no-flag`` (false), all into ``dest``; ``aliases``: other
-    spellings of ``--flag``."""
-    parser.add_argument(flag, *aliases, dest=dest, nargs="?", const=True, type=parse_bool, default=default,
-                        metavar="BOOL", help=help_text)
-    parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", default=default,
-                        help=argparse.SUPPRESS)
-
-
-class AliasParser(argparse.ArgumentParser):
-    """A parser of flags with several spellings: ``--help`` lists them once (:class:`AliasHelpFormatter`),
-    an error names the first, and no prefix of a flag stands for it."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(allow_abbrev=False, formatter_class=AliasHelpFormatter, **kwargs)
-
-    def error(self, message: str):
-        super().error(re.sub(r"argument (--[\w-]+)(/--[\w-]+)+", r"argument \1", message))
-
-
-class AliasHelpFormatter(argparse.HelpFormatter):
-    """``--help`` lists a flag's spellings once, then its value: ``--batch-size, --batch_size BATCH_SIZE``."""
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        if not action.option_strings or action.nargs == 0:
-            return super()._format_action_invocation(action)
-        value = self._format_args(action, self._get_default_metavar_for_optional(action))
-        return f"{', '.join(action.option_strings)} {value}"
 
 
 def add_model_args(parser: argparse.ArgumentParser, ckpt_default: Optional[str] = None,

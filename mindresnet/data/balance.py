@@ -27,7 +27,7 @@ class BalancedSampler(ds.Sampler):
     """Indices of a class-balanced epoch, for any MindSpore dataset that takes a ``sampler``.
 
     The draw is seeded by the data pipeline's seed when an epoch's iterator starts
-    (:func:`mindresnet.preemption.epoch_batches` sets it from (seed, epoch)), so every rank draws
+    (:func:`mindresnet.training.progress.epoch_batches` sets it from (seed, epoch)), so every rank draws
     the same global order and a resumed epoch repeats it; rank ``shard_id`` of ``num_shards``
     takes every ``num_shards``-th index of it (the order is padded to a multiple of the ranks).
 

@@ -3,7 +3,7 @@
 :func:`load_model` takes published weights (``True`` or a tag), a ``.ckpt``/``.pth``/``.pt``/
 ``.safetensors`` file or a checkpoint written by mindresnet, works out what to build (the file's
 metadata, else the flags, else what the file shows: head rows, stem conv, naming convention),
-builds it, loads every tensor strictly and resolves the class names. ``mindresnet.trained``
+builds it, loads every tensor strictly and resolves the class names. ``mindresnet.tools.eval_data``
 (``--ckpt``), ``--pretrained`` in evaluate/predict/visualize/export, and ``convert`` all call it.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from mindresnet import hub
-from mindresnet.booleans import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
+from mindresnet.parsing import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
 from mindresnet.errors import CheckpointError, ConfigError
 from mindresnet.checkpoint import assign_parameters
 from mindresnet.checkpoint_meta import CheckpointMeta

@@ -97,7 +97,7 @@ class ResNet(nn.Cell):
     def group_matcher() -> Dict[str, str]:
         """Regular expressions of the parameter names of each group (timm's ``group_matcher``): the stem,
         the blocks (the stage number captured) and the head."""
-        return {"stem": rf"^({STEM_CONV}|norm)\.", "blocks": rf"^layer(\d+)\.", "head": rf"^{HEAD}\."}
+        return {"stem": rf"^({STEM_CONV}|norm)\.", "blocks": r"^layer(\d+)\.", "head": rf"^{HEAD}\."}
 
     @classmethod
     def param_group(cls, name: str) -> int:

@@ -18,7 +18,7 @@ from mindresnet.fileio import write_error
 LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # mindresnet.train's console format
 
-logger = logging.getLogger("mindresnet.train")
+logger = logging.getLogger("mindresnet.training.run_log")
 
 
 @contextlib.contextmanager
@@ -78,7 +78,7 @@ class ProgressLines:
         self.epochs = epochs
 
     def step(self, epoch: int, steps: int, progress, loss: float) -> None:
-        """After a step of ``epoch`` (``progress``, a ``preemption.EpochProgress``, counts it; ``steps`` per epoch)."""
+        """After a step of ``epoch`` (``progress``, a :class:`~mindresnet.training.progress.EpochProgress`, counts it; ``steps`` per epoch)."""
         if self.interval and progress.step % self.interval == 0:
             logger.info("epoch %d/%d, step %d/%d: loss %.4f (epoch mean %.4f), %.1f s", epoch + 1, self.epochs,
                         progress.step, steps, loss, progress.loss_sum / progress.step, progress.seconds)

@@ -1,6 +1,8 @@
 """Training configuration: dataclass defaults, then a YAML file, then command-line flags.
 
-Every field of :class:`TrainConfig` is a YAML key (``data_dir`` or ``data-dir``) and a flag
+:class:`TrainConfig` is composed of typed sections (:data:`SECTIONS`: model, data, optimizer,
+schedule, fine-tuning recipe, run), each with the checks of its own values; flags and YAML keys
+stay flat. Every field is a YAML key (``data_dir`` or ``data-dir``) and a flag
 (``--data-dir`` or ``--data_dir``); its help text, type and the names timm and MindCV give it
 (``aliases``: flags, and YAML keys translated with a log note) live in the field itself
 (:func:`option`). YAML values and flag values go through the same conversion (:func:`convert_value`).
@@ -19,8 +21,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from mindresnet.booleans import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
-from mindresnet.cli.args import AliasParser, add_bool_flag, parse_bool
 from mindresnet.data.constants import MAX_IMAGE_SIZE
 from mindresnet.data.factory import DATASETS
 from mindresnet.data.transforms import AUTO_AUGMENTS
@@ -29,17 +29,19 @@ from mindresnet.fileio import write_text
 from mindresnet.models.pretrained import parse_pretrained
 from mindresnet.models.registry import VARIANTS
 from mindresnet.models.resnet import STEMS
+from mindresnet.parsing import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, AliasParser, add_bool_flag, parse_bool
 from mindresnet.runtime import normalize_device
+from mindresnet.training import recipe
+from mindresnet.training.optim import OPTIMIZERS
+from mindresnet.training.schedule import LR_SCHEDULES
 
-LR_SCHEDULES = ("cosine", "cosine_epoch", "onecycle", "step", "constant", "plateau")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-OPTIMIZERS = ("momentum", "sgd", "adamw")
 BALANCED = "balanced"  # the one value of --class-weights and --sampler
-HEAD_LR_FACTOR = 5.0  # default --head-lr as a multiple of --lr
-DEFAULT_HEAD_EPOCHS = 1  # head-only epochs of --pretrained runs when --freeze-epochs is unset
 EMA_DECAY = 0.9999  # --ema given as true (MindCV's --ema, timm's --model-ema): MindCV's default decay
 
-logger = logging.getLogger("mindresnet.config")
+logger = logging.getLogger("mindresnet.training.config")
+
+Check = Tuple[bool, str]  # (holds, the message naming the flag when it does not)
 
 
 def option(default: Any, help_text: str, aliases: Tuple[str, ...] = (), switch: Any = None) -> Any:
@@ -55,9 +57,8 @@ def option(default: Any, help_text: str, aliases: Tuple[str, ...] = (), switch: 
 
 
 @dataclass
-class TrainConfig:
-    """Defaults reproduce the MindSpore tutorial's job (pretrained ResNet-50, CIFAR-10, 5 epochs), with
-    the head trained alone in the first epoch (``freeze_epochs``)."""
+class ModelOptions:
+    """The network: its variant, weights and device."""
 
     device: str = option("CPU", "Ascend, GPU or CPU")
     arch: str = option("resnet50", "any name of mindresnet.list_models()", aliases=("--model",))
@@ -65,29 +66,154 @@ class TrainConfig:
     pretrained: str = option("true", "true (download the published weights), false, a weights tag of --arch "
                                      "(e.g. mindcv), or a .ckpt/.pth/.pt/.safetensors file")
     num_classes: Optional[int] = option(None, "classes of the head; unset: the dataset's class count")
+    drop_path: float = option(0.0, "stochastic depth: drop rate of the last residual block, rising linearly from 0 "
+                                   "over the blocks (timm's --drop-path); training only; 0: off",
+                              aliases=("--drop_path_rate",))
+    allow_partial: bool = option(False, "let --pretrained weights hold tensors this --arch does not have (they "
+                                        "are ignored); unset: such a file is refused")
+
+    def wants_pretrained(self) -> bool:
+        """Whether ``pretrained`` asks for weights at all (anything but false/none)."""
+        return self.pretrained_value() is not False
+
+    def pretrained_value(self) -> Union[bool, str]:
+        """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path
+        (:func:`~mindresnet.models.pretrained.parse_pretrained`)."""
+        return parse_pretrained(self.pretrained, self.arch)
+
+    def checks(self) -> List[Check]:
+        return [
+            (self.arch in VARIANTS, f"--arch {self.arch!r} is not one of {', '.join(sorted(VARIANTS))}"),
+            (self.stem in STEMS, f"--stem must be one of {STEMS}"),
+            (self.num_classes is None or self.num_classes >= 1, "--num-classes must be >= 1"),
+            (0 <= self.drop_path < 1, f"--drop-path must be in [0, 1), got {self.drop_path}"),
+        ]
+
+
+@dataclass
+class DataOptions:
+    """The images: dataset, split, batches and augmentation."""
+
     dataset: str = option("cifar10", f"one of {', '.join(DATASETS)}")
     data_dir: str = option("datasets-cifar10-bin",
                            "CIFAR-10 binary folder (or its parent), or an image-folder root")
     download: bool = option(True, "fetch CIFAR-10 when --data-dir holds none", aliases=("--dataset_download",))
     image_size: int = option(32, "pixels per side fed to the model", aliases=("--img-size", "--image_resize"))
-    epochs: int = option(5, "training epochs", aliases=("--epoch_size",))
     batch_size: int = option(256, "images per step on each device")
+    workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores",
+                                    aliases=("--num_parallel_workers",))
+    val_split: Optional[float] = option(None, "fraction of the training images held out (stratified, seeded by "
+                                              "--seed) to pick the best checkpoint, cut the plateau LR and stop "
+                                              "early; the test split is then scored once, at the end. Unset: 0 for "
+                                              "CIFAR-10 (its test split picks, as in the tutorial), 0.1 for image "
+                                              "folders without val/")
+    auto_augment: Optional[str] = option(None, "randaugment or autoaugment (MindSpore's ops) after the crop and "
+                                               "flip of training images; unset: off")
+    color_jitter: float = option(0.0, "colour jitter strength S: brightness, contrast and saturation of training "
+                                      "images each scaled by a random factor in [1-S, 1+S] (RandomColorAdjust); 0: off")
+    reprob: float = option(0.0, "random erasing: probability that a training image gets a random rectangle erased "
+                                "(MindSpore's RandomErasing, after normalisation); 0: off", aliases=("--re_prob",))
+    mixup: float = option(0.0, "MixUp alpha (soft targets); 0: off")
+    cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
+    sampler: Optional[str] = option(None, "balanced: each epoch draws its images by picking a class uniformly, then "
+                                          "one of its images (with replacement); unset: a shuffle")
+
+    def checks(self) -> List[Check]:
+        return [
+            (self.dataset in DATASETS, f"--dataset must be one of {tuple(DATASETS)}"),
+            (32 <= self.image_size <= MAX_IMAGE_SIZE,
+             f"--image-size must be in [32, {MAX_IMAGE_SIZE}], got {self.image_size}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.workers is None or self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
+            (self.val_split is None or 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
+            (self.auto_augment is None or self.auto_augment in AUTO_AUGMENTS,
+             f"--auto-augment must be one of {AUTO_AUGMENTS}, got {self.auto_augment!r}"),
+            (0 <= self.color_jitter <= 1, f"--color-jitter must be in [0, 1], got {self.color_jitter}"),
+            (0 <= self.reprob <= 1, f"--reprob must be in [0, 1], got {self.reprob}"),
+            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
+            (self.sampler in (None, BALANCED), f"--sampler must be {BALANCED}, got {self.sampler!r}"),
+        ]
+
+
+@dataclass
+class OptimizerOptions:
+    """The update: optimizer, rates per layer, loss, precision, averaging."""
+
     optimizer: str = option("momentum", "momentum (the tutorial's), sgd (momentum + Nesterov) or adamw "
                                         "(decoupled weight decay)", aliases=("--opt",))
     lr: float = option(1e-3, "peak learning rate")
     min_lr: float = option(1e-5, "floor of the cosine / onecycle decay")
     momentum: float = option(0.9, "optimizer momentum")
+    weight_decay: float = option(0.0, "weight decay (BatchNorm gamma/beta and biases excluded)")
+    layer_decay: float = option(1.0, "LR multiplier per stage away from the head (timm's --layer-decay): "
+                                     "layer4 x D, layer3 x D^2, ... stem x D^5")
+    head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)", aliases=("--smoothing",))
+    class_weights: Optional[str] = option(None, "balanced: weight each class in the loss by images / (classes x its "
+                                                "images) of the training split; unset: off")
+    grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
+    clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
+    amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling", aliases=("--amp_level",))
+    loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
+    ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
+                                        f"used for evaluation and the best checkpoint; bare or true: {EMA_DECAY}; "
+                                        "unset: off", aliases=("--model-ema",), switch=EMA_DECAY)
+
+    def checks(self) -> List[Check]:
+        return [
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr], got {self.min_lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (0 < self.layer_decay <= 1, f"--layer-decay must be in (0, 1], got {self.layer_decay}"),
+            (self.head_lr_scale > 0, f"--head-lr-scale must be > 0, got {self.head_lr_scale}"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.class_weights in (None, BALANCED), f"--class-weights must be {BALANCED}, got {self.class_weights!r}"),
+            (self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}"),
+            (self.clip_grad is None or self.clip_grad > 0, "--clip-grad must be > 0"),
+            (self.amp in AMP_LEVELS, f"--amp must be one of {AMP_LEVELS}"),
+            (self.loss_scale > 0, f"--loss-scale must be > 0, got {self.loss_scale}"),
+            (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
+        ]
+
+
+@dataclass
+class ScheduleOptions:
+    """How long and how fast: epochs, the LR schedule, evaluations and what they decide."""
+
+    epochs: int = option(5, "training epochs", aliases=("--epoch_size",))
     lr_schedule: str = option("cosine", "cosine (a new rate every step), cosine_epoch (one rate per epoch, as "
                                         "the tutorial's nn.cosine_decay_lr), onecycle, step, constant, or plateau "
                                         "(constant; x0.1 after --plateau-patience evaluations without a better "
                                         "accuracy)", aliases=("--sched", "--scheduler", "--lr_scheduler"))
+    warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
     plateau_patience: int = option(2, "evaluations (every --eval-every epochs) without improvement before "
                                       "--lr-schedule plateau lowers the LR")
-    warmup_epochs: float = option(0.0, "epochs of linear warm-up (onecycle: the rising part)")
-    weight_decay: float = option(0.0, "weight decay (BatchNorm gamma/beta and biases excluded)")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)", aliases=("--smoothing",))
-    amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling", aliases=("--amp_level",))
-    loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
+    eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs",
+                             aliases=("--val_interval",))
+    early_stop: Optional[int] = option(None, "stop after N evaluations without a better validation accuracy; "
+                                             "unset: off")
+    max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
+
+    def checks(self) -> List[Check]:
+        return [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}"),
+            (0 <= self.warmup_epochs < self.epochs,
+             f"--warmup-epochs ({self.warmup_epochs}) must be >= 0 and smaller than --epochs ({self.epochs})"),
+            (self.plateau_patience >= 1, "--plateau-patience must be >= 1"),
+            (self.eval_every >= 1, "--eval-every must be >= 1"),
+            (self.early_stop is None or self.early_stop >= 1, "--early-stop must be >= 1"),
+            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+             "--max-steps-per-epoch must be >= 1"),
+        ]
+
+
+@dataclass
+class FineTuneOptions:
+    """The fine-tuning recipe (:mod:`mindresnet.training.recipe`): which layers train when."""
+
     freeze_backbone: bool = option(False, "train only the fc head; the backbone's BatchNorm stays in inference mode")
     linear_probe: bool = option(False, "train only the fc head, on backbone features of the un-augmented images "
                                        "computed once (eval-mode BatchNorm); writes normal full-model checkpoints")
@@ -96,37 +222,15 @@ class TrainConfig:
                                                 "Unset: 1 for --pretrained runs of 2+ epochs that train every "
                                                 "layer (fastai's fine_tune), else 0")
     head_lr: Optional[float] = option(None, "peak LR of the head-only epochs of --freeze-epochs; unset: 5 x --lr")
-    layer_decay: float = option(1.0, "LR multiplier per stage away from the head (timm's --layer-decay): "
-                                     "layer4 x D, layer3 x D^2, ... stem x D^5")
-    head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
-    ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
-                                        f"used for evaluation and the best checkpoint; bare or true: {EMA_DECAY}; "
-                                        "unset: off", aliases=("--model-ema",), switch=EMA_DECAY)
-    mixup: float = option(0.0, "MixUp alpha (soft targets); 0: off")
-    cutmix: float = option(0.0, "CutMix alpha (soft targets); 0: off. With --mixup: one of the two per batch")
-    auto_augment: Optional[str] = option(None, "randaugment or autoaugment (MindSpore's ops) after the crop and "
-                                               "flip of training images; unset: off")
-    reprob: float = option(0.0, "random erasing: probability that a training image gets a random rectangle erased "
-                                "(MindSpore's RandomErasing, after normalisation); 0: off", aliases=("--re_prob",))
-    color_jitter: float = option(0.0, "colour jitter strength S: brightness, contrast and saturation of training "
-                                      "images each scaled by a random factor in [1-S, 1+S] (RandomColorAdjust); 0: off")
-    drop_path: float = option(0.0, "stochastic depth: drop rate of the last residual block, rising linearly from 0 "
-                                   "over the blocks (timm's --drop-path); training only; 0: off",
-                              aliases=("--drop_path_rate",))
-    class_weights: Optional[str] = option(None, "balanced: weight each class in the loss by images / (classes x its "
-                                                "images) of the training split; unset: off")
-    sampler: Optional[str] = option(None, "balanced: each epoch draws its images by picking a class uniformly, then "
-                                          "one of its images (with replacement); unset: a shuffle")
-    grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
-    clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
-    early_stop: Optional[int] = option(None, "stop after N evaluations without a better validation accuracy; "
-                                             "unset: off")
-    val_split: Optional[float] = option(None, "fraction of the training images held out (stratified, seeded by "
-                                              "--seed) to pick the best checkpoint, cut the plateau LR and stop "
-                                              "early; the test split is then scored once, at the end. Unset: 0 for "
-                                              "CIFAR-10 (its test split picks, as in the tutorial), 0.1 for image "
-                                              "folders without val/")
-    keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
+
+    def checks(self) -> List[Check]:
+        return [(self.head_lr is None or self.head_lr > 0, f"--head-lr must be > 0, got {self.head_lr}")]
+
+
+@dataclass
+class RunOptions:
+    """The run's folder, seed, resumption, checkpoints, log and plug-ins."""
+
     seed: int = option(1, "random seed of initialisation, shuffling and augmentation")
     ckpt_dir: str = option("ckpt", "folder of checkpoints, metrics, curves, train.log and the resolved config",
                            aliases=("--ckpt_save_dir",))
@@ -135,90 +239,48 @@ class TrainConfig:
     init_from: Optional[str] = option(None, "start a new run from the weights of a checkpoint written by training: "
                                             "its --arch, --stem and head, no optimizer state or epoch; --pretrained "
                                             "is not used; unset: off")
-    eval_every: int = option(1, "evaluate (and maybe save the best checkpoint) every N epochs",
-                             aliases=("--val_interval",))
-    workers: Optional[int] = option(None, "data pipeline workers; unset: the machine's cores",
-                                    aliases=("--num_parallel_workers",))
-    max_steps_per_epoch: Optional[int] = option(None, "cap steps per epoch (smoke tests, benchmarks)")
+    keep_best: int = option(0, "also keep the K best checkpoints, ranked: <arch>-top1.ckpt ... -topK.ckpt")
     save_every_steps: Optional[int] = option(None, "also write <arch>-last.ckpt every N steps (bounds what a "
                                                    "SIGKILL loses); unset: at epoch ends and on SIGTERM/Ctrl-C")
     overwrite: bool = option(False, "start a new run in a --ckpt-dir that holds an earlier run's results, after "
                                     "moving them into its previous-<time>/ subfolder (kept, not deleted)")
-    allow_partial: bool = option(False, "let --pretrained weights hold tensors this --arch does not have (they "
-                                        "are ignored); unset: such a file is refused")
     log_interval: Optional[int] = option(None, "when output is not a terminal, log a progress line every N steps "
                                                "instead of the progress bar's every 30 s; unset: the bar")
     callback: List[str] = option([], "a mindspore.train.Callback to call during training, as module:Class (built "
                                      "without arguments); repeatable")
     config: Optional[str] = option(None, "a YAML file of these keys; flags override it")
 
-    def validate(self) -> "TrainConfig":
-        """Fill in the defaults that depend on other flags; check values against each other; raise
-        ConfigError naming the flag."""
-        self._check_run_sources()
-        if self.freeze_epochs is None:
-            self.freeze_epochs = DEFAULT_HEAD_EPOCHS if self._head_first_by_default() else 0
-        checks = [
-            (self.arch in VARIANTS, f"--arch {self.arch!r} is not one of {', '.join(sorted(VARIANTS))}"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr], got {self.min_lr}"),
-            (0 <= self.warmup_epochs < self.epochs,
-             f"--warmup-epochs ({self.warmup_epochs}) must be >= 0 and smaller than --epochs ({self.epochs})"),
-            (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {LR_SCHEDULES}"),
-            (self.amp in AMP_LEVELS, f"--amp must be one of {AMP_LEVELS}"),
-            (self.dataset in DATASETS, f"--dataset must be one of {tuple(DATASETS)}"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
-            (self.stem in STEMS, f"--stem must be one of {STEMS}"),
-            (32 <= self.image_size <= MAX_IMAGE_SIZE,
-             f"--image-size must be in [32, {MAX_IMAGE_SIZE}], got {self.image_size}"),
-            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.loss_scale > 0, f"--loss-scale must be > 0, got {self.loss_scale}"),
-            (self.eval_every >= 1, "--eval-every must be >= 1"),
-            (self.workers is None or self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
-            (self.num_classes is None or self.num_classes >= 1, "--num-classes must be >= 1"),
-            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
-             "--max-steps-per-epoch must be >= 1"),
+
+    def checks(self) -> List[Check]:
+        return [
+            (self.keep_best >= 0, "--keep-best must be >= 0"),
             (self.save_every_steps is None or self.save_every_steps >= 1, "--save-every-steps must be >= 1"),
             (self.log_interval is None or self.log_interval >= 1, "--log-interval must be >= 1"),
-            (0 < self.layer_decay <= 1, f"--layer-decay must be in (0, 1], got {self.layer_decay}"),
-            (self.head_lr_scale > 0, f"--head-lr-scale must be > 0, got {self.head_lr_scale}"),
-            (self.ema is None or 0 < self.ema < 1, f"--ema must be in (0, 1), got {self.ema}"),
-            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
-            (self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}"),
-            (0 <= self.reprob <= 1, f"--reprob must be in [0, 1], got {self.reprob}"),
-            (0 <= self.color_jitter <= 1, f"--color-jitter must be in [0, 1], got {self.color_jitter}"),
-            (0 <= self.drop_path < 1, f"--drop-path must be in [0, 1), got {self.drop_path}"),
-            (self.class_weights in (None, BALANCED), f"--class-weights must be {BALANCED}, got {self.class_weights!r}"),
-            (self.sampler in (None, BALANCED), f"--sampler must be {BALANCED}, got {self.sampler!r}"),
-            (self.clip_grad is None or self.clip_grad > 0, "--clip-grad must be > 0"),
-            (self.early_stop is None or self.early_stop >= 1, "--early-stop must be >= 1"),
-            (self.val_split is None or 0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
-            (self.plateau_patience >= 1, "--plateau-patience must be >= 1"),
-            (self.keep_best >= 0, "--keep-best must be >= 0"),
-            (self.auto_augment is None or self.auto_augment in AUTO_AUGMENTS,
-             f"--auto-augment must be one of {AUTO_AUGMENTS}, got {self.auto_augment!r}"),
-            (0 <= self.freeze_epochs < self.epochs,
-             f"--freeze-epochs ({self.freeze_epochs}) must be >= 0 and smaller than --epochs ({self.epochs}); "
-             "to train only the head for the whole run, use --linear-probe"),
-            (self.head_lr is None or self.head_lr > 0, f"--head-lr must be > 0, got {self.head_lr}"),
-            (self.head_lr is None or self.freeze_epochs > 0 or self.linear_probe,
-             "--head-lr applies to the head-only epochs of --freeze-epochs N; pass --freeze-epochs too"),
-            (not (self.freeze_epochs and self.freeze_backbone),
-             "--freeze-epochs unfreezes the backbone after N epochs, --freeze-backbone never does: pass one"),
-            (self.warmup_epochs < self.epochs - self.freeze_epochs,
-             f"--warmup-epochs ({self.warmup_epochs}) must be smaller than the epochs after --freeze-epochs "
-             f"({self.epochs - self.freeze_epochs})"),
         ]
-        if self.linear_probe:
-            checks += [(not value, f"--linear-probe trains only the head on fixed features: {flag} does not apply")
-                       for value, flag in self._probe_conflicts()]
-        checks[:0] = [(math.isfinite(getattr(self, f.name)), f"{flag_name(f.name)} must be a finite number, got "
-                       f"{getattr(self, f.name)}") for f in fields(self) if isinstance(getattr(self, f.name), float)]
-        for ok, message in checks:
+
+
+SECTIONS = {"model": ModelOptions, "data": DataOptions, "optimizer": OptimizerOptions, "schedule": ScheduleOptions,
+            "fine-tuning": FineTuneOptions, "run": RunOptions}  # --help shows the flags in these groups
+
+
+@dataclass
+class TrainConfig(RunOptions, FineTuneOptions, ScheduleOptions, OptimizerOptions, DataOptions, ModelOptions):
+    """Every training option, flat (``config.lr``), composed of the typed sections above; functions that
+    need one section take it (``OptimizerOptions``...). Defaults reproduce the MindSpore tutorial's job
+    (pretrained ResNet-50, CIFAR-10, 5 epochs), with the head trained alone in the first epoch
+    (:mod:`mindresnet.training.recipe`)."""
+
+    def validate(self) -> "TrainConfig":
+        """Fill in the defaults that depend on other flags (:func:`~mindresnet.training.recipe.fill_defaults`);
+        check each section's values, then the recipe's (:func:`~mindresnet.training.recipe.checks`); raise
+        ConfigError naming the flag."""
+        self._check_run_sources()
+        recipe.fill_defaults(self)
+        checks = [(math.isfinite(getattr(self, f.name)), f"{flag_name(f.name)} must be a finite number, got "
+                   f"{getattr(self, f.name)}") for f in fields(self) if isinstance(getattr(self, f.name), float)]
+        for section in SECTIONS.values():
+            checks += section.checks(self)
+        for ok, message in checks + recipe.checks(self):
             if not ok:
                 raise ConfigError(message)
         self.device = normalize_device(self.device)
@@ -259,43 +321,6 @@ class TrainConfig:
         if self.resume == "true" or path.is_dir():
             return Path(self.ckpt_dir) / f"{self.arch}-last.ckpt"
         return path
-
-    def _head_first_by_default(self) -> bool:
-        """Whether an unset --freeze-epochs means a head epoch first: a --pretrained run that trains
-        every layer and has epochs to spare after it (bench/transfer.py, README "Fine-tuning")."""
-        return (self.wants_pretrained() and not (self.linear_probe or self.freeze_backbone)
-                and self.warmup_epochs < self.epochs - DEFAULT_HEAD_EPOCHS)
-
-    def _probe_conflicts(self) -> List[Tuple[Any, str]]:
-        """(value, flag) of the options a linear probe cannot honour; a truthy value means it is set."""
-        return [(self.freeze_epochs, "--freeze-epochs"), (self.head_lr, "--head-lr (set the probe's rate with --lr)"),
-                (self.mixup or self.cutmix, "--mixup/--cutmix"), (self.auto_augment, "--auto-augment"),
-                (self.reprob or self.color_jitter, "--reprob/--color-jitter"), (self.drop_path, "--drop-path"),
-                (self.sampler, "--sampler"),
-                (self.ema, "--ema"), (self.grad_accum > 1, "--grad-accum"), (self.clip_grad, "--clip-grad"),
-                (self.layer_decay != 1.0 or self.head_lr_scale != 1.0, "--layer-decay/--head-lr-scale")]
-
-    def head_epochs(self) -> int:
-        """Epochs that train only the head on cached features: all with --linear-probe, else --freeze-epochs."""
-        return self.epochs if self.linear_probe else self.freeze_epochs
-
-    def head_stage_lr(self) -> Tuple[float, str]:
-        """(peak LR of the head-only epochs, the flag that sets it): --lr for a linear probe; for
-        --freeze-epochs, --head-lr or 5 x --lr (the head/full ratio bench/transfer.py uses)."""
-        if self.linear_probe:
-            return self.lr, "--lr"
-        if self.head_lr:
-            return self.head_lr, "--head-lr"
-        return HEAD_LR_FACTOR * self.lr, "--head-lr (unset: 5 x --lr)"
-
-    def wants_pretrained(self) -> bool:
-        """Whether ``pretrained`` asks for weights at all (anything but false/none)."""
-        return self.pretrained_value() is not False
-
-    def pretrained_value(self) -> Union[bool, str]:
-        """``pretrained`` as True, False, a published weights tag of ``arch``, or a file path
-        (:func:`~mindresnet.models.pretrained.parse_pretrained`)."""
-        return parse_pretrained(self.pretrained, self.arch)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -396,27 +421,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a ResNet in graph mode. Values: defaults < --config YAML < flags. "
                     "Boolean flags: --flag, --no-flag or --flag true|false. Each flag also takes MindCV's "
                     "spelling (--data_dir) and the names timm and MindCV give it (--model, --opt, ...).")
-    for field in fields(TrainConfig):
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-        help_text = f"{field.metadata['help']} (default: {default})"
-        if field_type(field) is bool:
-            add_bool_flag(parser, flag_name(field.name), field.name, argparse.SUPPRESS, help_text,
-                          aliases=flag_spellings(field)[1:])
-        elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
-            flag = flag_name(field.name)
-            parser.add_argument(flag, dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
-                                metavar="true|false|PATH", help=help_text)
-            parser.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
-                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        elif isinstance(default, list):
-            parser.add_argument(*flag_spellings(field), dest=field.name, action="append", default=argparse.SUPPRESS,
-                                metavar=field.name.upper(), help=help_text)
-        elif field.metadata["switch"] is not None:
-            parser.add_argument(*flag_spellings(field), dest=field.name, nargs="?", const="true",
-                                default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
-        else:
-            parser.add_argument(*flag_spellings(field), dest=field.name, default=argparse.SUPPRESS,
-                                metavar=field.name.upper(), help=help_text)
+    for title, section in SECTIONS.items():
+        group = parser.add_argument_group(title, section.__doc__)
+        for field in fields(section):
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            help_text = f"{field.metadata['help']} (default: {default})"
+            if field_type(field) is bool:
+                add_bool_flag(group, flag_name(field.name), field.name, argparse.SUPPRESS, help_text,
+                              aliases=flag_spellings(field)[1:])
+            elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
+                flag = flag_name(field.name)
+                group.add_argument(flag, dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
+                               metavar="true|false|PATH", help=help_text)
+                group.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
+                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            elif isinstance(default, list):
+                group.add_argument(*flag_spellings(field), dest=field.name, action="append",
+                               default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
+            elif field.metadata["switch"] is not None:
+                group.add_argument(*flag_spellings(field), dest=field.name, nargs="?", const="true",
+                                    default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
+            else:
+                group.add_argument(*flag_spellings(field), dest=field.name, default=argparse.SUPPRESS,
+                               metavar=field.name.upper(), help=help_text)
     return parser
 
 

@@ -65,7 +65,7 @@ def load_callback(spec: str) -> Callback:
         callback = factory()
     except TypeError as exc:
         raise ConfigError(f"--callback {spec}: {name}() needs arguments ({exc}). Give them defaults, or pass "
-                          "an instance to mindresnet.train.fit(config, callbacks=[...]).") from None
+                          "an instance to mindresnet.training.fit(config, callbacks=[...]).") from None
     if not isinstance(callback, Callback):
         raise ConfigError(f"--callback {spec}: {name}() is a {type(callback).__name__}, not a "
                           "mindspore.train.Callback.")
