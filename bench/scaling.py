@@ -1,7 +1,7 @@
 """Data-parallel scaling: training images/s with 1, 2, ... msrun workers on this machine.
 
 Usage:
-    python bench/scaling.py [--workers 1 2] [--arch resnet18] [--stem cifar] [--batch-size 16]
+    python bench/scaling.py [--devices 1 2] [--arch resnet18] [--stem cifar] [--batch-size 16]
                             [--steps 6] [--data-dir DIR] [--device CPU]
 
 Each run goes through ``scripts/run_distribute_train.sh`` (msrun, DATA_PARALLEL, sharded data),
@@ -54,7 +54,7 @@ def free_port() -> int:
 def run(workers: int, args: argparse.Namespace, data: Path, work: Path) -> Dict[str, float]:
     """One launcher run; returns its epoch-2 row of metrics.csv plus the wall time."""
     ckpt = work / f"workers{workers}"
-    command = ["bash", str(SCRIPT), "--device", args.device, "--workers", str(workers),
+    command = ["bash", str(SCRIPT), "--device", args.device, "--devices", str(workers),
                "--master-port", str(free_port()), "--arch", args.arch, "--stem", args.stem,
                "--pretrained", "false", "--download", "false", "--data-dir", str(data), "--epochs", "2",
                "--eval-every", "2", "--batch-size", str(args.batch_size), "--max-steps-per-epoch", str(args.steps),
@@ -83,7 +83,7 @@ def table(results: Dict[int, Dict[str, float]], batch_size: int) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2], help="processes per run, one per device")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--stem", default="cifar")
@@ -95,7 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mindresnet-scaling-") as tmp:
         data = small_test_copy(args.data_dir, Path(tmp) / "data")
-        for workers in args.workers:
+        for workers in args.devices:
             print(f"running {workers} worker(s) ...", file=sys.stderr, flush=True)
             results[workers] = run(workers, args, data, Path(tmp))
     sys.path.insert(0, str(REPO / "bench"))

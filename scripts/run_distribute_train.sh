@@ -4,9 +4,9 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: bash scripts/run_distribute_train.sh --device Ascend|GPU|CPU --workers N
+usage: bash scripts/run_distribute_train.sh --device Ascend|GPU|CPU --devices N
            [--nodes M --node-rank R --master-addr HOST] [--master-port P]
-           [--data-workers K] [--cluster-timeout S] [train flags]
+           [--cluster-timeout S] [train flags]
 
 Starts `msrun ... python -m mindresnet.train [train flags] --device D`: N processes on this
 machine (one per device), M machines in all, so N x M ranks. Every rank trains on its shard of
@@ -14,12 +14,11 @@ the data; gradients are averaged (DATA_PARALLEL, gradients_mean=True); rank 0 ev
 writes checkpoints, metrics and plots. Per-rank logs: <ckpt-dir>/logs/worker_<rank>.log.
 
   --device D           Ascend, GPU or CPU (passed on to training)
-  --workers N          processes (devices) on this machine
+  --devices N          processes, one per device, on this machine (msrun's local workers)
   --nodes M            machines in the job (default 1)
   --node-rank R        this machine's index, 0..M-1 (required when M > 1)
   --master-addr HOST   address of the machine with node rank 0 (required when M > 1)
   --master-port P      port of msrun's scheduler there (default 8118)
-  --data-workers K     data-pipeline workers per process (training's own --workers)
   --cluster-timeout S  seconds to wait for all ranks to join (default 300 on one machine,
                        600 on several)
   -h, --help           this message
@@ -54,27 +53,26 @@ flag_value() {
   [[ -n "$VALUE" ]] || die "$flag needs a value"
 }
 
-device="" workers="" nodes=1 node_rank="" master_addr="" master_port=8118 cluster_timeout=""
+device="" devices="" nodes=1 node_rank="" master_addr="" master_port=8118 cluster_timeout=""
 train_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --device | --device=*) flag_value --device "$@"; device="$VALUE" ;;
-    --workers | --workers=*) flag_value --workers "$@"; workers="$VALUE" ;;
+    --devices | --devices=*) flag_value --devices "$@"; devices="$VALUE" ;;
     --nodes | --nodes=*) flag_value --nodes "$@"; nodes="$VALUE" ;;
     --node-rank | --node-rank=*) flag_value --node-rank "$@"; node_rank="$VALUE" ;;
     --master-addr | --master-addr=*) flag_value --master-addr "$@"; master_addr="$VALUE" ;;
     --master-port | --master-port=*) flag_value --master-port "$@"; master_port="$VALUE" ;;
     --cluster-timeout | --cluster-timeout=*) flag_value --cluster-timeout "$@"; cluster_timeout="$VALUE" ;;
-    --data-workers | --data-workers=*) flag_value --data-workers "$@"; train_args+=(--workers "$VALUE") ;;
     *) train_args+=("$1"); SHIFT=1 ;;
   esac
   shift "$SHIFT"
 done
 
 [[ -n "$device" ]] || die "--device is required (Ascend, GPU or CPU)"
-[[ -n "$workers" ]] || die "--workers is required (processes, one per device, on this machine)"
-is_uint "$workers" && ((workers >= 1)) || die "--workers must be a positive integer, got '$workers'"
+[[ -n "$devices" ]] || die "--devices is required (processes, one per device, on this machine)"
+is_uint "$devices" && ((devices >= 1)) || die "--devices must be a positive integer, got '$devices'"
 is_uint "$nodes" && ((nodes >= 1)) || die "--nodes must be a positive integer, got '$nodes'"
 if ((nodes > 1)); then
   [[ -n "$node_rank" ]] || die "--node-rank is required with --nodes $nodes (0 on the master machine)"
@@ -114,17 +112,17 @@ EOF
 { read -r device; read -r batch_size; read -r ckpt_dir; } <<< "$resolved"
 train_args+=(--device "$device")
 log_dir="$ckpt_dir/logs"
-total=$((workers * nodes))
-first_rank=$((node_rank * workers))
+total=$((devices * nodes))
+first_rank=$((node_rank * devices))
 
-msrun_args=(--worker_num="$total" --local_worker_num="$workers" --master_addr="$master_addr"
+msrun_args=(--worker_num="$total" --local_worker_num="$devices" --master_addr="$master_addr"
             --master_port="$master_port" --log_dir="$log_dir" --join=True
             --cluster_time_out="$cluster_timeout" --tail_worker_log="$first_rank")
 ((nodes == 1)) || msrun_args+=(--node_rank="$node_rank")
 # On CPU, pin each worker to its own cores so that its kernel threads do not fight the others'.
 [[ "$device" != CPU ]] || msrun_args+=(--bind_core=True)
 
-echo "msrun: $total rank(s) ($nodes node(s) x $workers), this node $node_rank; per-device batch $batch_size," \
+echo "msrun: $total rank(s) ($nodes node(s) x $devices), this node $node_rank; per-device batch $batch_size," \
      "global batch $((total * batch_size)); logs in $log_dir"
 echo "+ $msrun ${msrun_args[*]} python -m mindresnet.train ${train_args[*]}"
 
@@ -173,7 +171,7 @@ fi
 
 # msrun stops every worker when one fails; show the logs of the ranks that failed on this node.
 logs=()
-for ((rank = first_rank; rank < first_rank + workers; rank++)); do
+for ((rank = first_rank; rank < first_rank + devices; rank++)); do
   [[ ! -f "$log_dir/worker_$rank.log" ]] || logs+=("$log_dir/worker_$rank.log")
 done
 failed=()

@@ -1,4 +1,4 @@
-"""Shared fixtures: MindSpore context, tiny generated CIFAR-10 files, the real subset."""
+"""Shared fixtures: MindSpore context, generated and real CIFAR-10, and helpers the tests of several modules use."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,15 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import nn
+from PIL import Image
 
+from mindresnet.checkpoint import save_checkpoint
+from mindresnet.data.constants import RECORD_BYTES
+from mindresnet.models import create_model
 from mindresnet.runtime import setup_context
+from mindresnet.tools.eval_data import load_trained_model
+from mindresnet.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSET = Path(os.environ.get("MINDRESNET_SUBSET", REPO.parent / "shared" / "data" / "cifar10-subset"))
@@ -190,3 +197,112 @@ def trained_ckpt(tmp_path_factory, real_subset) -> Path:
                              optimizer="sgd", lr_schedule="constant", ckpt_dir=str(tmp / "ckpt")))
     assert result.best_path is not None, "training saved no best checkpoint"
     return result.best_path
+
+
+# --- shared by the tests of several modules: short training runs, small networks, data sets ---
+
+def tiny_config(data_dir, ckpt_dir, **overrides) -> TrainConfig:
+    values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
+                  epochs=2, batch_size=8, max_steps_per_epoch=2, lr=0.01, optimizer="sgd", workers=1,
+                  ckpt_dir=str(ckpt_dir))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def one_step_config(data_dir, ckpt_dir, **overrides) -> TrainConfig:
+    """A :func:`tiny_config` of one step an epoch (the --val-split runs)."""
+    values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
+                  epochs=2, batch_size=8, max_steps_per_epoch=1, lr=0.01, optimizer="sgd", workers=1,
+                  ckpt_dir=str(ckpt_dir))
+    return TrainConfig(**{**values, **overrides})
+
+
+def small_resnet(num_classes=3, **kwargs):
+    return create_model("resnet18", num_classes=num_classes, stem="cifar", **kwargs)
+
+
+def batch(count=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (ms.Tensor(rng.standard_normal((count, 3, 32, 32)).astype(np.float32)),
+            ms.Tensor((np.arange(count) % classes).astype(np.int32)))
+
+
+def values(cell, names=None):
+    return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if names is None or p.name in names}
+
+
+def tiny_mlp(seed=0):
+    ms.set_seed(seed)
+    return nn.SequentialCell([nn.Dense(6, 8), nn.ReLU(), nn.Dense(8, 3)])
+
+
+def fit_config(data_dir, ckpt_dir, **overrides):
+    from mindresnet.training.config import TrainConfig
+
+    values = dict(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(data_dir), download=False,
+                  epochs=2, batch_size=8, max_steps_per_epoch=2, lr=0.01, optimizer="sgd", workers=1,
+                  lr_schedule="constant", ckpt_dir=str(ckpt_dir))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture
+def pretrained_file(tmp_path):
+    """A resnet18 (cifar stem, 10 classes) .ckpt with non-trivial BatchNorm statistics, as a real pretrained file has."""
+    net = small_resnet(num_classes=10)
+    rng = np.random.default_rng(0)
+    for param in net.get_parameters():
+        if "moving_" in param.name:
+            low = 0.8 if "variance" in param.name else -0.1
+            param.set_data(ms.Tensor(rng.uniform(low, low + 0.4, param.shape).astype(np.float32)))
+    return save_checkpoint(net, tmp_path / "pretrained.ckpt")
+
+
+def snapshots(monkeypatch):
+    """Record (stage, every network value) at the end of each epoch of fit."""
+    from mindresnet.training.run import RunRecord
+
+    taken = []
+    real_end_epoch = RunRecord.end_epoch
+
+    def end_epoch(record, stage, epoch, row):
+        taken.append((stage.name, values(record.net)))
+        real_end_epoch(record, stage, epoch, row)
+
+    monkeypatch.setattr(RunRecord, "end_epoch", end_epoch)
+    return taken
+
+
+COUNTS = {"common": 24, "middling": 6, "rare": 2}
+
+
+@pytest.fixture
+def imbalanced_root(tmp_path) -> Path:
+    """root/train/<class>/ with 24, 6 and 2 small PNGs; root/val/<class>/ 2 each."""
+    root = tmp_path / "imbalanced"
+    rng = np.random.default_rng(0)
+    for name, count in COUNTS.items():
+        for split, images in (("train", count), ("val", 2)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(images):
+                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return root
+
+
+SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
+
+
+@pytest.fixture(scope="module")
+def sample_dir(real_subset, tmp_path_factory):
+    """The first 64 test records of the real subset, as their own CIFAR-10 folder."""
+    folder = tmp_path_factory.mktemp("sample") / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:SAMPLE * RECORD_BYTES])
+    (folder / "batches.meta.txt").write_bytes((real_subset / "batches.meta.txt").read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(trained_ckpt):
+    return load_trained_model(trained_ckpt)

@@ -1,9 +1,10 @@
-"""The command-line layer: user errors end as `error: ...` with exit 1, bugs keep their traceback."""
+"""The command-line layer: console commands; user errors end as `error: ...` with exit 1, bugs keep their traceback."""
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,23 @@ def test_train_refuses_a_prefix_of_a_flag_and_takes_peer_names(capsys):
     assert stopped.value.code == 2 and "unrecognized arguments: --max-steps" in capsys.readouterr().err
     assert train.main(["--model", "resnet99"]) == EXIT_USER_ERROR
     assert "--arch 'resnet99' is not one of" in capsys.readouterr().err
+
+
+BIN = Path(sys.executable).parent
+CONSOLE_COMMANDS = {"mindresnet-train": "train", "mindresnet-evaluate": "tools.evaluate",
+                    "mindresnet-predict": "tools.predict", "mindresnet-visualize": "tools.visualize",
+                    "mindresnet-export": "tools.export", "mindresnet-convert": "tools.convert",
+                    "mindresnet-lr-find": "tools.lr_find"}
+
+
+def test_console_commands_are_installed_and_match_python_m():
+    for command, module in CONSOLE_COMMANDS.items():
+        script = BIN / command
+        assert script.is_file(), f"{script} missing: run pip install -e ."
+        assert f"from mindresnet.{module} import main" in script.read_text()
+    by_command = subprocess.run([str(BIN / "mindresnet-train"), "--help"], capture_output=True, text=True,
+                                timeout=120)
+    by_module = subprocess.run([sys.executable, "-m", "mindresnet.train", "--help"], capture_output=True,
+                               text=True, timeout=120)
+    assert by_command.returncode == by_module.returncode == 0
+    assert by_command.stdout == by_module.stdout and "--resume" in by_command.stdout

@@ -16,6 +16,7 @@ from mindresnet import hub
 from mindresnet.data import (CIFAR10_MEAN, CIFAR10_STD, RECORD_BYTES, DataError, create_dataset_cifar10,
                              cifar10_preprocess)
 from mindresnet.data.transforms import resolve_workers
+from mindresnet.errors import DownloadError
 from mindresnet.runtime import cpu_count
 
 
@@ -225,3 +226,15 @@ def test_missing_split_file(tiny_cifar):
 def test_bad_usage(tiny_cifar):
     with pytest.raises(ValueError, match="usage"):
         create_dataset_cifar10(tiny_cifar, usage="val")
+
+
+def test_offline_cifar10_download_says_where_the_files_go(tmp_path, closed_port_url, monkeypatch):
+    from mindresnet.data.cifar10 import download_cifar10
+
+    monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.MIRROR_ENV, closed_port_url)
+    with pytest.raises(DownloadError) as caught:
+        download_cifar10(tmp_path / "data")
+    message = str(caught.value)
+    assert str(tmp_path / "home" / "datasets" / "cifar-10-binary.tar.gz") in message
+    assert str(tmp_path / "data" / "cifar-10-batches-bin") in message and "MINDRESNET_MIRROR" in message

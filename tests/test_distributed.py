@@ -134,18 +134,18 @@ def test_concurrent_ranks_download_cifar10_once(tmp_path, file_server, monkeypat
 
 @pytest.mark.parametrize("args, message", [
     ([], "--device is required"),
-    (["--device", "TPU", "--workers", "2"], "--device 'TPU' is not one of Ascend, GPU, CPU"),
-    (["--device", "CPU"], "--workers is required"),
-    (["--device", "CPU", "--workers", "two"], "--workers must be a positive integer, got 'two'"),
-    (["--device", "CPU", "--workers", "0"], "--workers must be a positive integer"),
-    (["--device", "CPU", "--workers", "1.5"], "--workers must be a positive integer"),
-    (["--workers", "2", "--device"], "--device needs a value"),
-    (["--device", "CPU", "--workers", "--epochs", "1"], "--workers needs a value"),
-    (["--device", "CPU", "--workers", "2", "--nodes", "2", "--master-addr", "h"], "--node-rank is required"),
-    (["--device", "CPU", "--workers", "2", "--nodes", "2", "--node-rank", "1"], "--master-addr is required"),
-    (["--device", "CPU", "--workers", "2", "--nodes", "2", "--node-rank", "2", "--master-addr", "h"],
+    (["--device", "TPU", "--devices", "2"], "--device 'TPU' is not one of Ascend, GPU, CPU"),
+    (["--device", "CPU"], "--devices is required"),
+    (["--device", "CPU", "--devices", "two"], "--devices must be a positive integer, got 'two'"),
+    (["--device", "CPU", "--devices", "0"], "--devices must be a positive integer"),
+    (["--device", "CPU", "--devices", "1.5"], "--devices must be a positive integer"),
+    (["--devices", "2", "--device"], "--device needs a value"),
+    (["--device", "CPU", "--devices", "--epochs", "1"], "--devices needs a value"),
+    (["--device", "CPU", "--devices", "2", "--nodes", "2", "--master-addr", "h"], "--node-rank is required"),
+    (["--device", "CPU", "--devices", "2", "--nodes", "2", "--node-rank", "1"], "--master-addr is required"),
+    (["--device", "CPU", "--devices", "2", "--nodes", "2", "--node-rank", "2", "--master-addr", "h"],
      "--node-rank must be an integer in 0..1"),
-    (["--device", "CPU", "--workers", "2", "--master-port", "80"], "--master-port must be an integer in 1024..65535"),
+    (["--device", "CPU", "--devices", "2", "--master-port", "80"], "--master-port must be an integer in 1024..65535"),
 ])
 def test_launcher_rejects_bad_flags(args, message):
     result = launch(args, MSRUN="/bin/false")
@@ -171,8 +171,8 @@ def fake_msrun(tmp_path: Path, body: str) -> Path:
 def test_launcher_builds_the_msrun_command_for_two_machines(tmp_path):
     msrun = fake_msrun(tmp_path, "exit 0")
     ckpt = tmp_path / "run"
-    result = launch(["--device", "ascend", "--workers", "8", "--nodes", "2", "--node-rank", "1",
-                     "--master-addr", "10.0.0.1", "--master-port", "9123", "--data-workers", "4",
+    result = launch(["--device", "ascend", "--devices", "8", "--nodes", "2", "--node-rank", "1",
+                     "--master-addr", "10.0.0.1", "--master-port", "9123", "--workers", "4",
                      "--batch-size", "32", "--lr", "0.4", "--ckpt-dir", str(ckpt)], MSRUN=str(msrun))
     assert result.returncode == 0, result.stderr
     args = (tmp_path / "msrun-args").read_text().splitlines()
@@ -186,13 +186,13 @@ def test_launcher_builds_the_msrun_command_for_two_machines(tmp_path):
 
 def test_launcher_binds_cores_on_cpu_and_checks_train_flags(tmp_path):
     msrun = fake_msrun(tmp_path, "exit 0")
-    result = launch(["--device", "CPU", "--workers", "2", "--ckpt-dir", str(tmp_path / "run")], MSRUN=str(msrun))
+    result = launch(["--device", "CPU", "--devices", "2", "--ckpt-dir", str(tmp_path / "run")], MSRUN=str(msrun))
     assert result.returncode == 0, result.stderr
     args = (tmp_path / "msrun-args").read_text().splitlines()
     assert "--bind_core=True" in args and "--node_rank=0" not in args and "--cluster_time_out=300" in args
-    bad = launch(["--device", "CPU", "--workers", "2", "--epochs", "0"], MSRUN=str(msrun))
+    bad = launch(["--device", "CPU", "--devices", "2", "--epochs", "0"], MSRUN=str(msrun))
     assert bad.returncode == 2 and "--epochs must be >= 1" in bad.stderr
-    unknown = launch(["--device", "CPU", "--workers", "2", "--no-such-flag", "1"], MSRUN=str(msrun))
+    unknown = launch(["--device", "CPU", "--devices", "2", "--no-such-flag", "1"], MSRUN=str(msrun))
     assert unknown.returncode == 2 and "unrecognized arguments: --no-such-flag" in unknown.stderr
 
 
@@ -204,7 +204,7 @@ def test_launcher_shows_the_failed_rank_log(tmp_path):
     (logs / "worker_1.log").write_text("[WARNING] DISTRIBUTED(2) noise\nTraceback (most recent call last):\n"
                                        "  File \"x.py\", line 1\nRuntimeError: disk on fire\n")
     msrun = fake_msrun(tmp_path, "echo 'RuntimeError: Distributed job exited with exception.' >&2; exit 1")
-    result = launch(["--device", "CPU", "--workers", "2", "--ckpt-dir", str(ckpt)], MSRUN=str(msrun))
+    result = launch(["--device", "CPU", "--devices", "2", "--ckpt-dir", str(ckpt)], MSRUN=str(msrun))
     assert result.returncode == 1
     assert f"last lines of {logs}/worker_1.log" in result.stderr and "RuntimeError: disk on fire" in result.stderr
     assert "worker_0.log" not in result.stderr.replace(f"all logs are in {logs}", "")
@@ -224,7 +224,7 @@ def load_params(path: Path) -> dict:
 @pytest.mark.parametrize("stages", [[], ["--epochs", "2", "--freeze-epochs", "1"]], ids=["full", "head-then-full"])
 def test_two_workers_train_in_step(real_subset, tmp_path, stages):
     ckpt = tmp_path / "run"
-    result = launch(["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN, *stages,
+    result = launch(["--device", "CPU", "--devices", "2", "--master-port", str(free_port()), *TINY_RUN, *stages,
                      "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)], timeout=400,
                     MINDRESNET_SAVE_RANK_WEIGHTS="1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -252,7 +252,7 @@ def test_two_workers_train_in_step(real_subset, tmp_path, stages):
 @pytest.mark.slow
 def test_a_dead_worker_stops_the_launcher(real_subset, tmp_path):
     ckpt = tmp_path / "run"
-    result = launch(["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN,
+    result = launch(["--device", "CPU", "--devices", "2", "--master-port", str(free_port()), *TINY_RUN,
                      "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)], timeout=300,
                     MINDRESNET_FAIL_RANK="1")
     assert result.returncode != 0
@@ -264,7 +264,7 @@ def test_a_dead_worker_stops_the_launcher(real_subset, tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_the_step_and_resume_finishes(real_subset, tmp_path):
     ckpt = tmp_path / "run"
-    run = ["--device", "CPU", "--workers", "2", "--master-port", str(free_port()), *TINY_RUN,
+    run = ["--device", "CPU", "--devices", "2", "--master-port", str(free_port()), *TINY_RUN,
            "--max-steps-per-epoch", "60", "--data-dir", str(real_subset), "--ckpt-dir", str(ckpt)]
     launcher = subprocess.Popen(["bash", str(SCRIPT), *run, "--save-every-steps", "1"], env=launcher_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -284,3 +284,50 @@ def test_sigterm_to_the_launcher_saves_the_step_and_resume_finishes(real_subset,
     finished = read_checkpoint(last)[1]
     assert (finished.epoch, finished.step) == (1, 0)
     assert f"at epoch 1, step {stopped.step} (full stage)" in (ckpt / "logs" / "worker_0.log").read_text()
+
+
+FAKE_WORKER = """
+import os, signal, sys, time
+rank, folder = os.environ["FAKE_RANK"], os.environ["FAKE_DIR"]
+def on_signal(signum, frame):
+    open(os.path.join(folder, f"rank{rank}.signal"), "w").write(str(signum))
+    if rank == "0":
+        sys.exit(128 + signum)  # rank 0 saves and exits; the others keep stepping
+signal.signal(signal.SIGTERM, on_signal)
+open(os.path.join(folder, f"rank{rank}.ready"), "w").close()
+for _ in range(600):
+    time.sleep(0.1)
+"""
+
+FAKE_MSRUN = """#!/usr/bin/env bash
+# Like msrun: workers in sessions of their own; when one fails, SIGKILL the others and fail.
+pids=()
+for rank in 0 1; do
+  MS_ROLE=MS_WORKER FAKE_RANK=$rank FAKE_DIR="{folder}" setsid "{python}" "{folder}/worker.py" &
+  pids+=($!)
+done
+while kill -0 "${{pids[0]}}" 2>/dev/null; do sleep 0.1; done
+kill -KILL "${{pids[1]}}"
+exit 1
+"""
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_launcher_stops_the_workers_and_rank0_saves(tmp_path, signum, code):
+    (tmp_path / "worker.py").write_text(FAKE_WORKER)
+    msrun = tmp_path / "fake-msrun"
+    msrun.write_text(FAKE_MSRUN.format(folder=tmp_path, python=sys.executable))
+    msrun.chmod(msrun.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PYTHON": sys.executable, "MSRUN": str(msrun)}
+    launcher = subprocess.Popen(["bash", str(REPO / "scripts" / "run_distribute_train.sh"), "--device", "CPU",
+                                 "--devices", "2", "--ckpt-dir", str(tmp_path / "run")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not all((tmp_path / f"rank{r}.ready").exists() for r in (0, 1)) and time.time() < deadline:
+        time.sleep(0.1)
+    launcher.send_signal(signum)
+    stdout, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == code, stdout + stderr
+    assert (tmp_path / "rank0.signal").read_text() == str(int(signal.SIGTERM))
+    assert "continue the run with the same command and --resume" in stderr
+    assert "last lines of" not in stderr  # a requested stop is not reported as a failure

@@ -1,6 +1,6 @@
-"""Downloads without a published SHA-256: recorded at first use, checked at every later use; file locks
-that exclude each other and leave no file behind."""
+"""mindresnet.hub: downloads checked by SHA-256 (recorded at first use), offline and mirror errors, file locks."""
 import os
+import re
 import tarfile
 import threading
 import time
@@ -10,6 +10,7 @@ import pytest
 import mindresnet
 from mindresnet import hub
 from mindresnet.checkpoint import save_checkpoint
+from mindresnet.errors import DownloadError
 
 from conftest import write_cifar_bin
 
@@ -109,3 +110,31 @@ def test_file_locks_exclude_each_other_and_leave_no_lock_file(tmp_path):
         thread.join()
     assert len(most) == 8 and max(most) == 1
     assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_offline_download_names_url_cache_path_and_both_fixes(tmp_path, closed_port_url, monkeypatch):
+    monkeypatch.delenv(hub.MIRROR_ENV, raising=False)
+    dest = tmp_path / "cache" / "checkpoints" / "resnet18-1e65cd21.ckpt"
+    url = closed_port_url + "toolkits/resnet18-1e65cd21.ckpt"
+    with pytest.raises(DownloadError) as caught:
+        hub.fetch(url, dest, progressbar=False)
+    message = str(caught.value)
+    assert message.startswith(f"Could not download {url}: ") and "Connection refused" in message
+    assert f"copy the file resnet18-1e65cd21.ckpt (from {url}, fetched on another machine) to {dest}" in message
+    assert "set MINDRESNET_MIRROR=<base url> to a server that serves resnet18-1e65cd21.ckpt" in message
+    assert "Traceback" not in message and not dest.exists()
+
+
+def test_a_dead_mirror_is_named_next_to_the_original_url(tmp_path, closed_port_url, monkeypatch):
+    from mindresnet.models import pretrained
+
+    monkeypatch.setenv(hub.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.MIRROR_ENV, closed_port_url + "mirror")
+    with pytest.raises(DownloadError) as caught:
+        pretrained.download_pretrained("resnet18")
+    message = str(caught.value)
+    official = re.match(r"Could not download (https://\S+/(\S+\.ckpt)) \(from the mirror: (\S+)\)", message)
+    assert official, message
+    assert official.group(3) == f"{closed_port_url}mirror/{official.group(2)}"
+    assert str(tmp_path / "home" / "checkpoints" / official.group(2)) in message
+    assert f"(now MINDRESNET_MIRROR={closed_port_url}mirror)" in message

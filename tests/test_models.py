@@ -1,5 +1,4 @@
-"""Model zoo: every variant builds, has the reference parameter count and the tutorial's names; the
-network owns its classifier, parameter groups and frozen backbone."""
+"""mindresnet.models: variants, parameter counts, names; the net's classifier, groups, frozen backbone, drop-path."""
 import re
 from pathlib import Path
 
@@ -9,8 +8,15 @@ import pytest
 
 import mindresnet
 from mindresnet import models
-from mindresnet.models import CONVENTIONS, ResidualBlock, ResidualBlockBase, ResNet, make_layer
+from mindresnet.checkpoint import read_checkpoint, save_checkpoint
+from mindresnet.models import CONVENTIONS, ResidualBlock, ResidualBlockBase, ResNet, create_model, make_layer
+from mindresnet.models.blocks import DropPath
 from mindresnet.models.conventions import SymmetricMaxPool2d
+from mindresnet.training.loss import build_loss
+from mindresnet.training.optim import build_optimizer
+from mindresnet.training.step import build_train_step
+
+from conftest import batch, small_resnet, values
 
 # Trainable parameters with a 1000-class head, as published for torchvision's architectures.
 REFERENCE_PARAMS = {
@@ -216,3 +222,75 @@ def test_export_keeps_the_convention(tmp_path, name):
         ms.Tensor(x)).asnumpy()
     for got in (onnx_out, mindir_out):
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_frozen_backbone_keeps_the_pretrained_batchnorm_statistics(tmp_path):
+    source = small_resnet()
+    rng = np.random.default_rng(0)
+    for param in source.get_parameters():  # non-trivial statistics, as a real pretrained file has
+        if "moving_" in param.name:
+            low = 0.8 if "variance" in param.name else -0.1
+            param.set_data(ms.Tensor(rng.uniform(low, low + 0.4, param.shape).astype(np.float32)))
+    pretrained = save_checkpoint(source, tmp_path / "pretrained.ckpt")
+    file_values = {name: p.asnumpy().copy() for name, p in read_checkpoint(pretrained)[0].items()}
+
+    def train_three_steps(freeze, **build):
+        net = small_resnet(pretrained=str(pretrained), **build)
+        freeze(net)
+        optimizer = build_optimizer(net.trainable_params(), "momentum", [0.1] * 3, 0.9, 0.0)
+        step = build_train_step(net, build_loss(), optimizer)
+        for seed in range(3):
+            step(*batch(seed=seed))
+        return values(net)
+
+    backbone = [name for name in file_values if not name.startswith("fc.")]
+    assert any("moving_mean" in name for name in backbone)
+    # The one freeze: called on the network (train, the head stage) or asked of create_model.
+    for frozen in (train_three_steps(lambda net: net.freeze_backbone()),
+                   train_three_steps(lambda net: None, freeze_backbone=True)):
+        for name in backbone:
+            np.testing.assert_array_equal(frozen[name], file_values[name], err_msg=name)
+        assert not np.allclose(frozen["fc.weight"], file_values["fc.weight"])
+    # Freezing only the weights (the old --freeze-backbone) lets the statistics drift.
+    weights_only = train_three_steps(lambda net: [setattr(p, "requires_grad", p.name.startswith("fc."))
+                                                  for p in net.get_parameters()])
+    assert not np.allclose(weights_only["norm.moving_mean"], file_values["norm.moving_mean"])
+
+
+def _pair(arch="resnet18", rate=0.5):
+    """(network with drop-path, the same weights without it)."""
+    ms.set_seed(0)
+    plain = create_model(arch, num_classes=10, stem="cifar")
+    dropping = create_model(arch, num_classes=10, stem="cifar", drop_path=rate)
+    ms.load_param_into_net(dropping, {p.name: p for p in plain.get_parameters()}, strict_load=True)
+    return plain, dropping
+
+
+def test_drop_path_keeps_parameter_names_and_scales_with_depth():
+    plain, dropping = _pair()
+    assert [p.name for p in plain.get_parameters()] == [p.name for p in dropping.get_parameters()]
+    rates = [cell.drop_path.rate if cell.drop_path is not None else 0.0
+             for layer in (dropping.layer1, dropping.layer2, dropping.layer3, dropping.layer4) for cell in layer]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.5, 8))
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "resnext50_32x4d"])
+def test_drop_path_in_every_bottleneck_block(arch):
+    net = create_model(arch, num_classes=10, stem="cifar", drop_path=0.2)
+    drops = [cell for _, cell in net.cells_and_names() if isinstance(cell, DropPath)]
+    assert len(drops) == 16 - 1  # every block but the first, whose rate is 0
+    assert max(cell.rate for cell in drops) == pytest.approx(0.2)
+
+
+def test_drop_path_varies_training_outputs_only():
+    plain, dropping = _pair()
+    images = ms.Tensor(np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32))
+    for net in (plain, dropping):
+        net.set_train(False)
+    eval_out = dropping(images).asnumpy()
+    np.testing.assert_array_equal(eval_out, dropping(images).asnumpy())
+    np.testing.assert_allclose(eval_out, plain(images).asnumpy(), rtol=1e-5, atol=1e-5)
+    dropping.set_train(True)
+    plain.set_train(True)
+    assert not np.allclose(dropping(images).asnumpy(), dropping(images).asnumpy())
+    np.testing.assert_array_equal(plain(images).asnumpy(), plain(images).asnumpy())

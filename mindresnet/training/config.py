@@ -38,6 +38,7 @@ from mindresnet.training.schedule import LR_SCHEDULES
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 BALANCED = "balanced"  # the one value of --class-weights and --sampler
 EMA_DECAY = 0.9999  # --ema given as true (MindCV's --ema, timm's --model-ema): MindCV's default decay
+CLIP_NORM = 15.0  # --clip-grad given as true (MindCV's clip_grad: True): MindCV's default clip_value
 
 logger = logging.getLogger("mindresnet.training.config")
 
@@ -152,12 +153,14 @@ class OptimizerOptions:
     class_weights: Optional[str] = option(None, "balanced: weight each class in the loss by images / (classes x its "
                                                 "images) of the training split; unset: off")
     grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
-    clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; unset: off")
+    clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; bare or true: "
+                                              f"{CLIP_NORM}; unset: off", aliases=("--clip_value",), switch=CLIP_NORM)
     amp: str = option("O0", "O0 float32; O1-O3 mixed precision with loss scaling", aliases=("--amp_level",))
     loss_scale: float = option(1024.0, "static loss scale used when --amp is not O0")
     ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
                                         f"used for evaluation and the best checkpoint; bare or true: {EMA_DECAY}; "
-                                        "unset: off", aliases=("--model-ema",), switch=EMA_DECAY)
+                                        "unset: off", aliases=("--model-ema", "--model-ema-decay", "--ema_decay"),
+                                 switch=EMA_DECAY)
 
     def checks(self) -> List[Check]:
         return [
@@ -402,7 +405,7 @@ def load_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"--config {path}: expected a mapping of keys to values.")
     known = {f.name: f for f in fields(TrainConfig)}
     aliases = alias_keys()
-    values = {}
+    given: Dict[str, List[Tuple[str, Any]]] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known and name in aliases:
@@ -410,8 +413,58 @@ def load_yaml(path: str) -> Dict[str, Any]:
             name = aliases[name]
         if name not in known:
             raise ConfigError(f"--config {path}: unknown key {key!r}. Known keys: {', '.join(sorted(known))}.")
-        values[name] = convert_value(known[name], value, f"--config {path}: key {key!r}")
+        given.setdefault(name, []).append((key, value))
+    values = {}
+    for name, entries in given.items():
+        field = known[name]
+        spots = [(f"--config {path}: key {key!r}", value) for key, value in entries]
+        if field.metadata["switch"] is not None:
+            values[name] = switch_value(field, spots)
+        elif len(entries) > 1:
+            raise ConfigError(f"--config {path}: keys {', '.join(repr(key) for key, _ in entries)} all set "
+                              f"{flag_name(name)}; keep one.")
+        else:
+            values[name] = convert_value(field, *reversed(spots[0]))
     return values
+
+
+def switch_value(field: dataclasses.Field, spots: Sequence[Tuple[str, Any]]) -> Any:
+    """The value of a switch field (``--ema``, ``--clip-grad``) given under several names, as (where, raw value)
+    pairs: a boolean turns it on or off, a number sets its value, and off wins (MindCV's ``ema: False`` beside
+    its ``ema_decay: 0.9999`` leaves EMA off; ``ema: True`` beside ``ema_decay: 0.999`` means 0.999)."""
+    on, number = None, None
+    for where, raw in spots:
+        converted = convert_value(field, raw, where)
+        if raw is None or isinstance(raw, bool) or str(raw).strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS:
+            on = converted is not None
+        else:
+            number = converted
+    if on is False:
+        return None
+    return number if number is not None else field.metadata["switch"]
+
+
+def add_flag(group, field: dataclasses.Field) -> None:
+    """The flag of ``field`` (all its spellings) in the argparse ``group``; its value stays raw."""
+    default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    help_text = f"{field.metadata['help']} (default: {default})"
+    spellings = flag_spellings(field)
+    if field_type(field) is bool:
+        add_bool_flag(group, spellings[0], field.name, argparse.SUPPRESS, help_text, aliases=spellings[1:])
+    elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
+        group.add_argument(spellings[0], dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
+                           metavar="true|false|PATH", help=help_text)
+        group.add_argument("--no-" + spellings[0][2:], dest=field.name, action="store_const", const="false",
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    elif isinstance(default, list):
+        group.add_argument(*spellings, dest=field.name, action="append", default=argparse.SUPPRESS,
+                           metavar=field.name.upper(), help=help_text)
+    elif field.metadata["switch"] is not None:  # every spelling's value kept: see switch_value
+        group.add_argument(*spellings, dest=field.name, nargs="?", const="true", action="append",
+                           default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
+    else:
+        group.add_argument(*spellings, dest=field.name, default=argparse.SUPPRESS, metavar=field.name.upper(),
+                           help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,26 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     for title, section in SECTIONS.items():
         group = parser.add_argument_group(title, section.__doc__)
         for field in fields(section):
-            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-            help_text = f"{field.metadata['help']} (default: {default})"
-            if field_type(field) is bool:
-                add_bool_flag(group, flag_name(field.name), field.name, argparse.SUPPRESS, help_text,
-                              aliases=flag_spellings(field)[1:])
-            elif field.name in ("pretrained", "resume"):  # a boolean that also takes a path
-                flag = flag_name(field.name)
-                group.add_argument(flag, dest=field.name, nargs="?", const="true", default=argparse.SUPPRESS,
-                               metavar="true|false|PATH", help=help_text)
-                group.add_argument("--no-" + flag[2:], dest=field.name, action="store_const", const="false",
-                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-            elif isinstance(default, list):
-                group.add_argument(*flag_spellings(field), dest=field.name, action="append",
-                               default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
-            elif field.metadata["switch"] is not None:
-                group.add_argument(*flag_spellings(field), dest=field.name, nargs="?", const="true",
-                                    default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text)
-            else:
-                group.add_argument(*flag_spellings(field), dest=field.name, default=argparse.SUPPRESS,
-                               metavar=field.name.upper(), help=help_text)
+            add_flag(group, field)
     return parser
 
 
@@ -459,7 +493,12 @@ def resolve_config(cli: Dict[str, Any]) -> TrainConfig:
     values: Dict[str, Any] = {}
     if cli.get("config"):
         values.update(load_yaml(cli["config"]))
-    values.update({name: convert_value(known[name], value, flag_name(name)) for name, value in cli.items()})
+    for name, value in cli.items():
+        field = known[name]
+        if field.metadata["switch"] is not None:
+            values[name] = switch_value(field, [(flag_name(name), item) for item in value])
+        else:
+            values[name] = convert_value(field, value, flag_name(name))
     return TrainConfig(**values).validate()
 
 

@@ -371,6 +371,10 @@ def _fit(config: TrainConfig, target: str, dist: DistInfo, callbacks: Sequence[C
             if stopped_early:
                 break
     test_scores = record.finish(data.test)
+    logger.info("best %s accuracy %.4f: %s", data.select_name, record.best_accuracy,
+                best_path if best_path.exists() else "no checkpoint (no evaluation improved)")
+    if test_scores is not None:
+        logger.info("test accuracy %.4f (top-5 %.4f) of that checkpoint", test_scores["accuracy"], test_scores["top5"])
     return FitResult(best_accuracy=record.best_accuracy, best_path=best_path if best_path.exists() else None,
                      last_path=last_path, epochs_run=len(record.history) - start_epoch,
                      global_step=stage.global_step if stage is not None else 0, history=record.history,

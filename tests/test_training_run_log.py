@@ -1,4 +1,4 @@
-"""The run log: train.log beside the checkpoints, and --log-interval progress lines off a terminal."""
+"""mindresnet.training.run_log: train.log beside the checkpoints, and --log-interval progress lines off a terminal."""
 import logging
 import sys
 
@@ -7,7 +7,7 @@ from mindresnet.training.progress import EpochProgress
 from mindresnet.training.run_folder import own_folder
 from mindresnet.training.run_log import LOG_FILE, ProgressLines, run_log
 
-from test_train import tiny_config
+from conftest import tiny_config
 
 
 def test_run_log_copies_the_records_while_the_run_lasts(tmp_path):

@@ -1,4 +1,4 @@
-"""Configuration: defaults < YAML < flags, validation with messages that name the flag or file."""
+"""mindresnet.training.config: defaults < YAML < flags, validation with messages that name the flag or file."""
 from dataclasses import fields
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import yaml
 
 from mindresnet.errors import ConfigError
 from mindresnet.training.config import TrainConfig, build_parser, parse_args, save_config
+
 
 REPO_CONFIGS = ["configs/tutorial_resnet50.yaml", "configs/resnet18_cifar_scratch.yaml"]
 
@@ -18,20 +19,6 @@ def test_defaults_are_the_tutorial_recipe():
     assert (config.lr, config.min_lr, config.momentum, config.lr_schedule) == (1e-3, 1e-5, 0.9, "cosine")
     assert config.ckpt_dir == "ckpt" and config.weight_decay == 0.0
     assert config.freeze_epochs == 1  # the new head trains alone first
-
-
-@pytest.mark.parametrize("argv,head_epochs", [
-    ([], 1),
-    (["--freeze-epochs", "0"], 0),
-    (["--freeze-epochs", "3"], 3),
-    (["--pretrained", "false"], 0),  # nothing to protect from a random head
-    (["--epochs", "1"], 0),
-    (["--freeze-backbone"], 0),
-    (["--linear-probe"], 0),
-    (["--epochs", "3", "--warmup-epochs", "2"], 0),  # the warm-up needs every remaining epoch
-])
-def test_unset_freeze_epochs_means_one_head_epoch_for_pretrained_runs_that_have_room(argv, head_epochs):
-    assert parse_args(argv).freeze_epochs == head_epochs
 
 
 def test_cli_beats_yaml_beats_defaults(tmp_path):
@@ -218,7 +205,8 @@ def test_help_lists_the_aliases_and_prefixes_are_not_flags(capsys):
     for spelling in ("--arch, --model ARCH", "--optimizer, --opt OPTIMIZER", "--batch-size, --batch_size BATCH_SIZE",
                      "--lr-schedule, --lr_schedule, --sched, --scheduler, --lr_scheduler LR_SCHEDULE",
                      "--image-size, --image_size, --img-size, --image_resize IMAGE_SIZE",
-                     "--ema, --model-ema [EMA]", "--ckpt-dir, --ckpt_dir, --ckpt_save_dir CKPT_DIR"):
+                     "--ema, --model-ema, --model-ema-decay, --ema_decay [EMA]",
+                     "--clip-grad, --clip_grad, --clip_value [CLIP_GRAD]", "--ckpt-dir, --ckpt_dir, --ckpt_save_dir CKPT_DIR"):
         assert spelling in text
     with pytest.raises(SystemExit):
         parse_args(["--optim", "sgd"])  # argparse would have read a prefix of --optimizer
@@ -235,9 +223,32 @@ def test_yaml_keys_of_timm_and_mindcv_are_translated_with_a_note(tmp_path, caplo
         "resnet18", "adamw", "step", 64, "out")
     assert (config.epochs, config.ema, config.amp, config.drop_path, config.reprob) == (3, 0.9999, "O2", 0.1, 0.25)
     assert "mindcv.yaml: key 'ckpt_save_dir' is mindresnet's ckpt_dir" in caplog.text
-    path.write_text("model: resnet18\nema_decay: 0.999\n")
-    with pytest.raises(ConfigError, match="mindcv.yaml: unknown key 'ema_decay'"):
+    path.write_text("model: resnet18\nmode: 0\n")
+    with pytest.raises(ConfigError, match="mindcv.yaml: unknown key 'mode'"):
         parse_args(["--config", str(path)])
+    path.write_text("opt: sgd\noptimizer: adamw\n")
+    with pytest.raises(ConfigError, match="keys 'opt', 'optimizer' all set --optimizer; keep one"):
+        parse_args(["--config", str(path)])
+
+
+@pytest.mark.parametrize("yaml_text, ema, clip_grad", [
+    ("ema: false\nema_decay: 0.9999\nclip_grad: false\nclip_value: 15.0\n", None, None),  # MindCV's defaults: off
+    ("ema: true\nema_decay: 0.999\nclip_grad: true\nclip_value: 5\n", 0.999, 5.0),
+    ("ema_decay: 0.99\nclip_value: 2\n", 0.99, 2.0),
+    ("ema: true\nclip_grad: true\n", 0.9999, 15.0),
+])
+def test_mindcv_switch_and_value_keys_combine(tmp_path, yaml_text, ema, clip_grad):
+    path = tmp_path / "mindcv.yaml"
+    path.write_text(yaml_text)
+    config = parse_args(["--config", str(path)])
+    assert (config.ema, config.clip_grad) == (ema, clip_grad)
+
+
+@pytest.mark.parametrize("argv, ema", [
+    (["--model-ema", "--model-ema-decay", "0.999"], 0.999), (["--model-ema-decay", "0.999", "--model-ema"], 0.999),
+    (["--ema_decay", "0.99", "--ema", "false"], None), (["--model-ema-decay", "0.995"], 0.995)])
+def test_timm_ema_flags_combine(argv, ema):
+    assert parse_args(argv).ema == ema
 
 
 def test_callback_repeats_and_log_interval_is_checked(tmp_path):
@@ -249,3 +260,9 @@ def test_callback_repeats_and_log_interval_is_checked(tmp_path):
         ["a.b:C"], 50)
     with pytest.raises(ConfigError, match="--log-interval must be >= 1"):
         parse_args(["--log-interval", "0"])
+
+
+def test_flags_and_mindcv_spellings():
+    config = parse_args(["--re_prob", "0.25", "--drop_path_rate", "0.1", "--color-jitter", "0.4"])
+    assert (config.reprob, config.drop_path, config.color_jitter) == (0.25, 0.1, 0.4)
+    assert parse_args(["--reprob", "0.5", "--drop-path", "0.2"]).drop_path == 0.2

@@ -1,4 +1,4 @@
-"""MindSpore callbacks in fit: the hooks of both stages, what cb_params carry, stop requests, --callback."""
+"""mindresnet.training.callbacks: MindSpore callbacks in fit: both stages' hooks, cb_params, stops, --callback."""
 import pytest
 from mindspore import nn
 from mindspore.train import Callback, LossMonitor
@@ -9,7 +9,7 @@ from mindresnet.checkpoint import read_checkpoint
 from mindresnet.errors import ConfigError
 from mindresnet.training.metrics_log import read_metrics
 
-from test_train import tiny_config
+from conftest import tiny_config
 
 
 class Recorder(Callback):
