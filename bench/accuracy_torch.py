@@ -4,7 +4,7 @@ Same model (``bench/torch_resnet.py``, the twin of mindresnet's ResNet-50 with t
 and He initialisation), same data (the real CIFAR-10 subset, read from its binary files with
 mindresnet's reader), same augmentation (random crop with 4 pixels of zero padding, horizontal
 flip, the tutorial's normalisation), same recipe (``RECIPES["reference"]`` of ``bench/accuracy.py``:
-one-cycle LR table from ``mindresnet.engine.lr_schedule`` peaking at 0.05, SGD Nesterov momentum
+one-cycle LR table from ``mindresnet.training.schedule.lr_schedule`` peaking at 0.05, SGD Nesterov momentum
 0.9, weight decay 5e-4, batch 128 with the last incomplete batch dropped), 10 epochs, all cores.
 "train s" is the time of the epoch's training steps including batch preparation; evaluation is
 not counted, as in ``bench/accuracy.py``.

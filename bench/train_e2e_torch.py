@@ -48,7 +48,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def cosine_rates(lr: float, epochs: int, steps: int) -> List[float]:
-    """``mindresnet.engine.lr_schedule("cosine", lr, 1e-5, epochs, steps)`` (no warm-up)."""
+    """``mindresnet.training.schedule.lr_schedule("cosine", lr, 1e-5, epochs, steps)`` (no warm-up)."""
     total = max(1, epochs * steps)
     return [MIN_LR + 0.5 * (lr - MIN_LR) * (1 + math.cos(math.pi * step / total)) for step in range(total)]
 

@@ -48,7 +48,7 @@ def build_optimizer(params: Iterable[ms.Parameter], name: str, rates: Sequence[f
 
     ``momentum``: ``nn.Momentum`` (the tutorial's); ``sgd``: ``nn.SGD`` with Nesterov momentum, the
     update of PyTorch's ``SGD(nesterov=True)``. (``nn.Momentum(use_nesterov=True)`` is not used: on
-    CPU, MindSpore 2.10 applies plain momentum with it, see tests/test_train.py.) ``adamw``:
+    CPU, MindSpore 2.10 applies plain momentum with it, see tests/test_training_optim.py.) ``adamw``:
     ``nn.AdamWeightDecay`` (decoupled decay, betas 0.9/0.999); it has no ``loss_scale``, so
     ``loss_scale`` must be 1 (the train step then unscales, see :func:`build_train_step`).
     Weight decay skips BatchNorm ``gamma``/``beta`` and biases (:func:`decays`).
