@@ -22,16 +22,17 @@ from mindresnet.fileio import save_figure
 CALIBRATION_BINS = 15
 
 
-def collect_logits(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
-    """Run ``net`` in inference mode over ``dataset``; return (logits N x C, labels N)."""
+def collect_outputs(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """Run ``net`` in inference mode over ``dataset``; return (outputs N x C float32, labels N int64):
+    logits for evaluation, pooled features for the head stage."""
     net.set_train(False)
-    all_logits, all_labels = [], []
+    all_outputs, all_labels = [], []
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        all_logits.append(net(images).asnumpy().astype(np.float32))
+        all_outputs.append(net(images).asnumpy().astype(np.float32))
         all_labels.append(labels.asnumpy())
-    if not all_logits:
-        raise DataError("The evaluation dataset is empty: no batch to evaluate.")
-    return np.concatenate(all_logits), np.concatenate(all_labels).astype(np.int64)
+    if not all_outputs:
+        raise DataError("The dataset is empty: no batch to run the network on.")
+    return np.concatenate(all_outputs), np.concatenate(all_labels).astype(np.int64)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> Dict[str, 
 
 def evaluate(net, dataset) -> Dict[str, float]:
     """Top-1, top-5 and loss of ``net`` on ``dataset``."""
-    return classification_metrics(*collect_logits(net, dataset))
+    return classification_metrics(*collect_outputs(net, dataset))
 
 
 def precision_recall_f1(confusion: np.ndarray) -> Dict[str, np.ndarray]:

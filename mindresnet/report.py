@@ -17,7 +17,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from mindresnet.fileio import save_figure
-from mindresnet.metrics import (Calibration, averages, calibration, classification_metrics, collect_logits,
+from mindresnet.metrics import (Calibration, averages, calibration, classification_metrics, collect_outputs,
                                 plot_reliability, precision_recall_f1, softmax)
 
 ANNOTATE_MAX_CLASSES = 20  # above this the per-cell counts become unreadable
@@ -106,7 +106,7 @@ def evaluate_model(net, dataset, class_names: Sequence[str], tta: Optional[str] 
     Returns:
         An :class:`EvalReport`.
     """
-    logits, labels = collect_logits(with_tta(net, tta), dataset)
+    logits, labels = collect_outputs(with_tta(net, tta), dataset)
     scores = classification_metrics(logits, labels)
     matrix = confusion_matrix(labels, logits.argmax(axis=1), len(class_names))
     probabilities = softmax(logits)

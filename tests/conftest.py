@@ -62,6 +62,31 @@ def conv_and_grads(conv, x: ms.Tensor):
     return out, dx.asnumpy(), dw.asnumpy()
 
 
+def twin_nets(build):
+    """``build()`` twice with the same weights: (reference net, twin net, the initial weights by name)."""
+    reference, twin = build(), build()
+    ms.load_param_into_net(twin, {p.name: ms.Parameter(p.data.copy(), p.name) for p in reference.get_parameters()})
+    return reference, twin, {p.name: p.asnumpy().copy() for p in reference.get_parameters()}
+
+
+def random_batch(count: int, size: int, classes: int = 10, seed: int = 0):
+    """(images count x 3 x size x size, integer labels) drawn from a seeded generator, as Tensors."""
+    rng = np.random.default_rng(seed)
+    return (ms.Tensor(rng.standard_normal((count, 3, size, size)).astype(np.float32)),
+            ms.Tensor(rng.integers(0, classes, count).astype(np.int32)))
+
+
+def step_losses(net, images, labels, steps: int, cpu_kernels: bool = False):
+    """The losses of ``steps`` momentum steps (LR 1e-3) of mindresnet's train step on one batch."""
+    from mindresnet.training.loss import build_loss
+    from mindresnet.training.optim import build_optimizer
+    from mindresnet.training.step import build_train_step
+
+    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
+    step = build_train_step(net, build_loss(), optimizer, cpu_kernels=cpu_kernels)
+    return [float(step(images, labels).asnumpy()) for _ in range(steps)]
+
+
 def assert_same_updates(initial: dict, expected_net, got_net, tolerance: float = 0.05) -> None:
     """Two nets trained from the same ``initial`` parameters moved them the same way.
 

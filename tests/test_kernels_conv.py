@@ -13,7 +13,7 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from conftest import assert_same_updates, conv_and_grads
+from conftest import assert_same_updates, conv_and_grads, random_batch, step_losses, twin_nets
 from mindresnet import kernels
 from mindresnet.training.loss import build_loss
 from mindresnet.training.optim import build_optimizer
@@ -127,12 +127,6 @@ def test_switch_is_reversible_and_keeps_parameters():
     assert [(p.name, p.shape) for p in net.get_parameters()] == names
 
 
-def losses(net, images, labels, steps, cpu_kernels):
-    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
-    step = build_train_step(net, build_loss(), optimizer, cpu_kernels=cpu_kernels)
-    return [float(step(images, labels).asnumpy()) for _ in range(steps)]
-
-
 @pytest.mark.parametrize("block,groups,convention", [(ResidualBlockBase, 1, "torch"), (ResidualBlock, 1, "tutorial"),
                                                      (ResidualBlock, 4, "mindcv")],
                          ids=["basic", "bottleneck-same-padding", "resnext"])
@@ -141,14 +135,10 @@ def test_train_step_on_the_kernels_gives_mindsporeS_losses(block, groups, conven
     ms.set_seed(0)
     build = lambda: ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet", groups=groups,  # noqa: E731
                            width_per_group=16 if groups > 1 else 64, convention=CONVENTIONS[convention])
-    plain, ours = build(), build()
-    ms.load_param_into_net(ours, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
-    initial = {p.name: p.asnumpy().copy() for p in plain.get_parameters()}
-    rng = np.random.default_rng(0)
-    images = ms.Tensor(rng.standard_normal((8, 3, 40, 40)).astype(np.float32))
-    labels = ms.Tensor(rng.integers(0, 10, 8).astype(np.int32))
-    expected = losses(plain, images, labels, 3, cpu_kernels=False)
-    got = losses(ours, images, labels, 3, cpu_kernels=True)
+    plain, ours, initial = twin_nets(build)
+    images, labels = random_batch(8, 40)
+    expected = step_losses(plain, images, labels, 3, cpu_kernels=False)
+    got = step_losses(ours, images, labels, 3, cpu_kernels=True)
     assert any(isinstance(c, OneDnnConv2d) for _, c in ours.cells_and_names())
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert_same_updates(initial, plain, ours)

@@ -13,10 +13,7 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from conftest import assert_same_updates, conv_and_grads
-from mindresnet.training.loss import build_loss
-from mindresnet.training.optim import build_optimizer
-from mindresnet.training.step import build_train_step
+from conftest import assert_same_updates, conv_and_grads, random_batch, step_losses, twin_nets
 from mindresnet.models import ResidualBlock, ResidualBlockBase, ResNet
 from mindresnet.kernels import use_cpu_kernels
 from mindresnet.kernels.small_map import SmallMapConv2d, eligible
@@ -58,28 +55,17 @@ def tiny_net(block, convention="mindcv") -> ResNet:
     return ResNet(block, (1, 1, 1, 1), num_classes=10, stem="imagenet", convention=convention)
 
 
-def losses(net: ResNet, images: ms.Tensor, labels: ms.Tensor, steps: int, fast: bool):
-    optimizer = build_optimizer(net.trainable_params(), "momentum", [1e-3] * steps, 0.9, 0.0)
-    if fast:
-        use_cpu_kernels(net, onednn=False)
-    step = build_train_step(net, build_loss(), optimizer, cpu_kernels=False)
-    return [float(step(images, labels).asnumpy()) for _ in range(steps)]
-
-
 @pytest.mark.parametrize("block,convention", [(ResidualBlockBase, "mindcv"), (ResidualBlock, "mindcv"),
                                               (ResidualBlock, "tutorial")],
                          ids=["basic", "bottleneck", "bottleneck-same-padding"])
 def test_fast_train_step_gives_the_plain_losses(block, convention):
     ms.set_seed(0)
-    plain, fast = tiny_net(block, convention), tiny_net(block, convention)
-    ms.load_param_into_net(fast, {p.name: ms.Parameter(p.data.copy(), p.name) for p in plain.get_parameters()})
+    plain, fast, initial = twin_nets(lambda: tiny_net(block, convention))
     names = [(p.name, p.shape) for p in fast.get_parameters()]
-    initial = {p.name: p.asnumpy().copy() for p in plain.get_parameters()}
-    rng = np.random.default_rng(0)
-    images = ms.Tensor(rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
-    labels = ms.Tensor(rng.integers(0, 10, 16).astype(np.int32))
-    expected = losses(plain, images, labels, 4, fast=False)
-    got = losses(fast, images, labels, 4, fast=True)
+    images, labels = random_batch(16, 32)
+    expected = step_losses(plain, images, labels, 4)
+    use_cpu_kernels(fast, onednn=False)
+    got = step_losses(fast, images, labels, 4)
     assert any(isinstance(cell, SmallMapConv2d) for _, cell in fast.cells_and_names())
     assert not any(isinstance(cell, SmallMapConv2d) for _, cell in plain.cells_and_names())
     assert [(p.name, p.shape) for p in fast.get_parameters()] == names  # checkpoints stay compatible

@@ -9,7 +9,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from mindresnet.data.balance import BalancedSampler
-from mindresnet.metrics import classification_metrics
+from mindresnet.metrics import classification_metrics, collect_outputs
 from mindresnet.training.progress import epoch_seed
 from mindresnet.training.step import switch_kernels
 
@@ -37,15 +37,8 @@ def extract_features(net: nn.Cell, dataset, cpu_kernels: bool = True) -> Tuple[n
         features are computed once and reused every epoch.
     """
     switch_kernels(net, cpu_kernels=cpu_kernels)
-    backbone = PooledFeatures(net)
-    backbone.set_train(False)
-    features, labels = [], []
-    for images, batch_labels in dataset.create_tuple_iterator(num_epochs=1):
-        features.append(backbone(images).asnumpy().astype(np.float32))
-        labels.append(batch_labels.asnumpy())
-    if not features:
-        raise ValueError("The dataset to extract features from is empty.")
-    return np.concatenate(features), np.concatenate(labels).astype(np.int32)
+    features, labels = collect_outputs(PooledFeatures(net), dataset)
+    return features, labels.astype(np.int32)
 
 
 class _HeadWithLoss(nn.Cell):
