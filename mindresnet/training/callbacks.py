@@ -10,7 +10,7 @@ after an evaluation, ``metrics`` and ``eval_results`` (``accuracy``, ``top5``, `
 steps as ``epoch * batch_num + step``, with the ``batch_num`` of the stage that trains the epoch.
 
 A callback that calls ``run_context.request_stop()`` in ``on_train_step_end`` ends the run after
-that step (:class:`StopRequested`; ``mindresnet.train`` saves ``<arch>-last.ckpt`` there), or in
+that step (:class:`StopRequested`; ``fit`` saves ``<arch>-last.ckpt`` there), or in
 ``on_train_epoch_end`` after that epoch.
 """
 from __future__ import annotations
