@@ -151,7 +151,7 @@ class OptimizerOptions:
     head_lr_scale: float = option(1.0, "LR multiplier of the fc head")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy, in [0, 1)", aliases=("--smoothing",))
     class_weights: Optional[str] = option(None, "balanced: weight each class in the loss by images / (classes x its "
-                                                "images) of the training split; unset: off")
+                                                "images) of the images trained on (less --val-split); unset: off")
     grad_accum: int = option(1, "micro-batches of --batch-size averaged into one update")
     clip_grad: Optional[float] = option(None, "clip each update's gradient to this global L2 norm; bare or true: "
                                               f"{CLIP_NORM}; unset: off", aliases=("--clip_value",), switch=CLIP_NORM)
@@ -340,9 +340,6 @@ def convert_value(field: dataclasses.Field, value: Any, where: str) -> Any:
     """``value`` (from YAML or a flag) as the field's type; ConfigError naming ``where`` otherwise."""
     if typing.get_origin(typing.get_type_hints(TrainConfig)[field.name]) is list:
         return [str(item) for item in (value if isinstance(value, list) else [] if value is None else [value])]
-    switch = field.metadata["switch"]
-    if switch is not None and (isinstance(value, bool) or str(value).strip().lower() in TRUE_WORDS + FALSE_WORDS):
-        return switch if parse_bool(value) else None
     kind = field_type(field)
     optional = field.default is None
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in NONE_WORDS):
@@ -424,7 +421,8 @@ def load_yaml(path: str) -> Dict[str, Any]:
             raise ConfigError(f"--config {path}: keys {', '.join(repr(key) for key, _ in entries)} all set "
                               f"{flag_name(name)}; keep one.")
         else:
-            values[name] = convert_value(field, *reversed(spots[0]))
+            where, value = spots[0]
+            values[name] = convert_value(field, value, where)
     return values
 
 
@@ -434,11 +432,13 @@ def switch_value(field: dataclasses.Field, spots: Sequence[Tuple[str, Any]]) -> 
     its ``ema_decay: 0.9999`` leaves EMA off; ``ema: True`` beside ``ema_decay: 0.999`` means 0.999)."""
     on, number = None, None
     for where, raw in spots:
-        converted = convert_value(field, raw, where)
-        if raw is None or isinstance(raw, bool) or str(raw).strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS:
-            on = converted is not None
+        word = str(raw).strip().lower()
+        if raw is None or word in NONE_WORDS:
+            on = False
+        elif isinstance(raw, bool) or word in TRUE_WORDS + FALSE_WORDS:
+            on = parse_bool(raw)
         else:
-            number = converted
+            number = convert_value(field, raw, where)
     if on is False:
         return None
     return number if number is not None else field.metadata["switch"]
