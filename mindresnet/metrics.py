@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+import mindspore as ms
 import numpy as np
 
 from mindresnet.errors import DataError
@@ -24,11 +25,21 @@ CALIBRATION_BINS = 15
 
 def collect_outputs(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
     """Run ``net`` in inference mode over ``dataset``; return (outputs N x C float32, labels N int64):
-    logits for evaluation, pooled features for the head stage."""
+    logits for evaluation, pooled features for the head stage.
+
+    A last batch smaller than the first is padded with zeros to the first's size and the padding's
+    outputs dropped (images are independent in inference): in graph mode a new batch shape would
+    compile the whole network a second time (5.7 s for ResNet-50 at batch 128 on a 2-core AVX-512 EPYC)."""
     net.set_train(False)
     all_outputs, all_labels = [], []
+    full = 0
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        all_outputs.append(net(images).asnumpy().astype(np.float32))
+        count = images.shape[0]
+        full = full or count
+        if count < full:
+            padding = np.zeros((full - count, *images.shape[1:]), images.asnumpy().dtype)
+            images = ms.Tensor(np.concatenate([images.asnumpy(), padding]))
+        all_outputs.append(net(images).asnumpy()[:count].astype(np.float32))
         all_labels.append(labels.asnumpy())
     if not all_outputs:
         raise DataError("The dataset is empty: no batch to run the network on.")
