@@ -2,14 +2,16 @@
 //
 // MindSpore 2.10 runs BatchNorm and BatchNormGrad on oneDNN's plain-layout reference-style batch
 // norm (ncsp_bnorm), whose backward is about 3x PyTorch's (bench/kernels.py). These kernels loop
-// over each channel's rows with the compiler's vector code, channels spread over the shared pool.
+// over blocks of channels with the compiler's vector code, blocks spread over the shared pool.
 // AOT custom ops (see dnnl_conv.cc for the calling convention); `config` is a float32 {eps, momentum}
 // with MindSpore's momentum (the batch's weight). The forward pass updates the moving statistics in
 // place, as MindSpore's own BatchNorm kernel does (the variance unbiased, n / (n - 1)).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "thread_pool.h"
 
@@ -21,15 +23,31 @@ struct Shape {
 
 Shape shape_of(const int64_t *dims) { return {dims[0], dims[1], dims[2] * dims[3]}; }
 
-// Runs fn(channel) for every channel on the shared pool.
+constexpr int64_t kBlockBytes = 1 << 20;  // of one tensor (the fastest of 1 KB-1 MB on a Zen 4 EPYC)
+
+// Runs fn(first, end) for blocks of channels [first, end) on the shared pool, images walked in memory
+// order inside a block: a kernel's passes over a block then stay in the core's cache, and each image's
+// part of the block is one contiguous run. (Walking one channel at a time, jumping channels * pixels
+// floats between images, made the backward on 8x8 maps 6x slower than the forward: cache-set
+// conflicts at the 64 KB stride.)
 template <typename Fn>
-void each_channel(int64_t channels, Fn fn) {
+void each_channel_block(const Shape &s, Fn fn) {
+  const int64_t per_channel = std::max<int64_t>(1, s.batch * s.pixels * static_cast<int64_t>(sizeof(float)));
   std::lock_guard<std::mutex> lock(mindresnet::kernel_mutex());
   mindresnet::ThreadPool &pool = mindresnet::shared_pool();
-  int tasks = pool.get_num_threads();
-  pool.parallel_for(tasks, [&](int task, int total) {
-    for (int64_t c = task; c < channels; c += total) fn(c);
+  const int64_t at_least_two_per_thread = s.channels / (2 * pool.get_num_threads());
+  const int64_t block = std::max<int64_t>(1, std::min(kBlockBytes / per_channel, at_least_two_per_thread));
+  const int64_t blocks = (s.channels + block - 1) / block;
+  pool.parallel_for(pool.get_num_threads(), [&](int task, int total) {
+    for (int64_t b = task; b < blocks; b += total) fn(b * block, std::min(s.channels, (b + 1) * block));
   });
+}
+
+// row(offset of the (n, c) row, c - first) for every image n, then every channel c of [first, end).
+template <typename Row>
+void each_row(const Shape &s, int64_t first, int64_t end, Row row) {
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t c = first; c < end; ++c) row((n * s.channels + c) * s.pixels, c - first);
 }
 
 bool all_float(const char **dtypes, int n) {
@@ -47,6 +65,7 @@ int batch_norm_forward(int nparam, void **params, int *ndims, int64_t **shapes, 
                        void *) {
   if (nparam != 9 || ndims[0] != 4 || !all_float(dtypes, 9)) return 10;
   const Shape s = shape_of(shapes[0]);
+  const int64_t pixels = s.pixels;
   const float *x = static_cast<const float *>(params[0]), *gamma = static_cast<const float *>(params[1]),
               *beta = static_cast<const float *>(params[2]);
   float *moving_mean = static_cast<float *>(params[3]), *moving_var = static_cast<float *>(params[4]);
@@ -55,35 +74,39 @@ int batch_norm_forward(int nparam, void **params, int *ndims, int64_t **shapes, 
         *var_out = static_cast<float *>(params[8]);
   const double count = static_cast<double>(s.batch * s.pixels);
   const float unbiased = count > 1 ? static_cast<float>(count / (count - 1)) : 1.f;
-  each_channel(s.channels, [&](int64_t c) {
-    double sum = 0.0;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const float *row = x + (n * s.channels + c) * s.pixels;
+  each_channel_block(s, [&](int64_t first, int64_t end) {
+    std::vector<double> sum(end - first, 0.0), squares(end - first, 0.0);
+    std::vector<float> mean(end - first), scale(end - first), shift(end - first);
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *row = x + at;
       float part = 0.f;
 #pragma omp simd reduction(+ : part)
-      for (int64_t i = 0; i < s.pixels; ++i) part += row[i];
-      sum += part;
-    }
-    const float mean = static_cast<float>(sum / count);
-    double squares = 0.0;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const float *row = x + (n * s.channels + c) * s.pixels;
+      for (int64_t i = 0; i < pixels; ++i) part += row[i];
+      sum[k] += part;
+    });
+    for (int64_t k = 0; k < end - first; ++k) mean[k] = static_cast<float>(sum[k] / count);
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *row = x + at, m = mean[k];
       float part = 0.f;
 #pragma omp simd reduction(+ : part)
-      for (int64_t i = 0; i < s.pixels; ++i) part += (row[i] - mean) * (row[i] - mean);
-      squares += part;
+      for (int64_t i = 0; i < pixels; ++i) part += (row[i] - m) * (row[i] - m);
+      squares[k] += part;
+    });
+    for (int64_t k = 0, c = first; c < end; ++k, ++c) {
+      const float var = static_cast<float>(squares[k] / count);
+      scale[k] = gamma[c] / std::sqrt(var + eps);
+      shift[k] = beta[c] - mean[k] * scale[k];
+      mean_out[c] = mean[k];
+      var_out[c] = var;
+      moving_mean[c] = moving_mean[c] * (1.f - momentum) + mean[k] * momentum;
+      moving_var[c] = moving_var[c] * (1.f - momentum) + var * unbiased * momentum;
     }
-    const float var = static_cast<float>(squares / count);
-    const float scale = gamma[c] / std::sqrt(var + eps), shift = beta[c] - mean * scale;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const float *row = x + (n * s.channels + c) * s.pixels;
-      float *out = y + (n * s.channels + c) * s.pixels;
-      for (int64_t i = 0; i < s.pixels; ++i) out[i] = row[i] * scale + shift;
-    }
-    mean_out[c] = mean;
-    var_out[c] = var;
-    moving_mean[c] = moving_mean[c] * (1.f - momentum) + mean * momentum;
-    moving_var[c] = moving_var[c] * (1.f - momentum) + var * unbiased * momentum;
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *row = x + at, a = scale[k], b = shift[k];
+      float *out = y + at;
+#pragma omp simd
+      for (int64_t i = 0; i < pixels; ++i) out[i] = row[i] * a + b;
+    });
   });
   return 0;
 }
@@ -93,6 +116,7 @@ int batch_norm_backward(int nparam, void **params, int *ndims, int64_t **shapes,
                         void *) {
   if (nparam != 9 || ndims[0] != 4 || !all_float(dtypes, 9)) return 10;
   const Shape s = shape_of(shapes[0]);
+  const int64_t pixels = s.pixels;
   const float *dy = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
               *gamma = static_cast<const float *>(params[2]), *mean = static_cast<const float *>(params[3]),
               *var = static_cast<const float *>(params[4]);
@@ -100,30 +124,35 @@ int batch_norm_backward(int nparam, void **params, int *ndims, int64_t **shapes,
   float *dx = static_cast<float *>(params[6]), *dgamma = static_cast<float *>(params[7]),
         *dbeta = static_cast<float *>(params[8]);
   const double count = static_cast<double>(s.batch * s.pixels);
-  each_channel(s.channels, [&](int64_t c) {
-    const float m = mean[c], invstd = 1.f / std::sqrt(var[c] + eps);
-    double sum_dy = 0.0, sum_dy_xc = 0.0;  // xc: x - mean
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const int64_t at = (n * s.channels + c) * s.pixels;
+  each_channel_block(s, [&](int64_t first, int64_t end) {
+    std::vector<double> sum_dy(end - first, 0.0), sum_dy_xc(end - first, 0.0);  // xc: x - mean
+    std::vector<float> scale(end - first), mean_dy(end - first), slope(end - first);
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *grad = dy + at, *row = x + at, m = mean[first + k];
       float part_dy = 0.f, part_dy_xc = 0.f;
 #pragma omp simd reduction(+ : part_dy, part_dy_xc)
-      for (int64_t i = 0; i < s.pixels; ++i) {
-        part_dy += dy[at + i];
-        part_dy_xc += dy[at + i] * (x[at + i] - m);
+      for (int64_t i = 0; i < pixels; ++i) {
+        part_dy += grad[i];
+        part_dy_xc += grad[i] * (row[i] - m);
       }
-      sum_dy += part_dy;
-      sum_dy_xc += part_dy_xc;
-    }
-    dgamma[c] = static_cast<float>(sum_dy_xc) * invstd;
-    dbeta[c] = static_cast<float>(sum_dy);
+      sum_dy[k] += part_dy;
+      sum_dy_xc[k] += part_dy_xc;
+    });
     // dx = gamma * invstd * (dy - mean(dy) - xc * invstd^2 * mean(dy * xc))
-    const float scale = gamma[c] * invstd, mean_dy = static_cast<float>(sum_dy / count),
-                slope = static_cast<float>(sum_dy_xc / count) * invstd * invstd;
-    for (int64_t n = 0; n < s.batch; ++n) {
-      const int64_t at = (n * s.channels + c) * s.pixels;
-      for (int64_t i = 0; i < s.pixels; ++i)
-        dx[at + i] = scale * (dy[at + i] - mean_dy - (x[at + i] - m) * slope);
+    for (int64_t k = 0, c = first; c < end; ++k, ++c) {
+      const float invstd = 1.f / std::sqrt(var[c] + eps);
+      dgamma[c] = static_cast<float>(sum_dy_xc[k]) * invstd;
+      dbeta[c] = static_cast<float>(sum_dy[k]);
+      scale[k] = gamma[c] * invstd;
+      mean_dy[k] = static_cast<float>(sum_dy[k] / count);
+      slope[k] = static_cast<float>(sum_dy_xc[k] / count) * invstd * invstd;
     }
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *grad = dy + at, *row = x + at, a = scale[k], b = mean_dy[k], slope_k = slope[k], m = mean[first + k];
+      float *out = dx + at;
+#pragma omp simd
+      for (int64_t i = 0; i < pixels; ++i) out[i] = a * (grad[i] - b - (row[i] - m) * slope_k);
+    });
   });
   return 0;
 }
