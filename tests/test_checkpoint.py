@@ -4,8 +4,9 @@ from pathlib import Path
 import mindspore as ms
 import pytest
 
-from mindresnet.checkpoint import save_checkpoint
+from mindresnet.checkpoint import check_readable, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
+from mindresnet.errors import CheckpointError
 
 
 def test_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
@@ -22,3 +23,21 @@ def test_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
         save_checkpoint(net, path, CheckpointMeta(arch="resnet18", num_classes=2, epoch=2))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
+
+
+def test_a_checkpoint_written_short_is_refused_and_the_last_one_kept(tmp_path, monkeypatch):
+    net = ms.nn.Dense(64, 64)
+    meta = CheckpointMeta(arch="resnet18", num_classes=64, epoch=1)
+    path = save_checkpoint(net, tmp_path / "last.ckpt", meta, keep_backup=True)
+    check_readable(path)
+    whole = path.read_bytes()
+    save_whole = ms.save_checkpoint
+
+    def save_short(save_obj, ckpt_file_name, **kwargs):  # a write that loses its tail without an OSError
+        save_whole(save_obj, ckpt_file_name, **kwargs)
+        Path(ckpt_file_name).write_bytes(Path(ckpt_file_name).read_bytes()[: len(whole) // 2])
+
+    monkeypatch.setattr(ms, "save_checkpoint", save_short)
+    with pytest.raises(CheckpointError, match="cannot be read back"):
+        save_checkpoint(net, path, meta, keep_backup=True)
+    assert path.read_bytes() == whole
