@@ -331,3 +331,10 @@ def sample_dir(real_subset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(trained_ckpt):
     return load_trained_model(trained_ckpt)
+
+
+@pytest.fixture(autouse=True)
+def no_graph_cache(monkeypatch):
+    """Training compiles afresh in tests: a graph saved by one test would hide another's monkeypatched code
+    (tests/test_training_graph_cache.py turns the cache on where it is the subject)."""
+    monkeypatch.setenv("MINDRESNET_GRAPH_CACHE", "0")

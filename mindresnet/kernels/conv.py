@@ -41,6 +41,11 @@ def kernels_active() -> bool:
     return bool(_library)
 
 
+def loaded_library() -> Optional[str]:
+    """The path of the loaded kernel library (its folder names its build key), or None."""
+    return _library[0] if _library else None
+
+
 def set_threads(threads: int) -> None:
     """Size the kernels' thread pool (takes effect before their first convolution)."""
     if _library:

@@ -26,6 +26,7 @@ from mindresnet.fileio import write_text
 from mindresnet.models import create_model
 from mindresnet.report import RELIABILITY_PNG, evaluate_model, format_report, save_figures
 from mindresnet.runtime import setup_context
+from mindresnet.training import graph_cache
 from mindresnet.training.callbacks import CallbackRunner, StopRequested, load_callback
 from mindresnet.training.config import TrainConfig, save_config
 from mindresnet.training.metrics_log import plot_training_curves, read_metrics, write_metrics
@@ -358,19 +359,24 @@ def _fit(config: TrainConfig, target: str, dist: DistInfo, callbacks: Sequence[C
                 "test split is scored once at the end" if data.val_split else " (no separate test score)")
     stage = None
     lines = ProgressLines(config.log_interval if dist.is_main else None, config.epochs)
-    with StopSignals(leader=dist.is_main) as stop, \
-            CallbackRunner(callbacks, net, config.epochs, dist.shards).running() as runner:
-        for name, first, end in stage_plan(config):
-            if end <= start_epoch:
-                continue
-            stage = build_stage(name, first, net, config, dist, train, data.select, num_classes)
-            if resumed is not None and resumed.meta.stage == name:
-                resumed.restore(stage)
-            stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop, runner, lines)
-            progress = EpochProgress()
-            if stopped_early:
-                break
-    test_scores = record.finish(data.test)
+    uncached = graph_cache.why_not(config, callbacks, target)
+    if uncached:
+        logger.info("graph cache off: %s", uncached)
+    with graph_cache.graph_cache(None if uncached else graph_cache.run_key(config, net, dist.shards, dist.rank),
+                                 dist.rank):
+        with StopSignals(leader=dist.is_main) as stop, \
+                CallbackRunner(callbacks, net, config.epochs, dist.shards).running() as runner:
+            for name, first, end in stage_plan(config):
+                if end <= start_epoch:
+                    continue
+                stage = build_stage(name, first, net, config, dist, train, data.select, num_classes)
+                if resumed is not None and resumed.meta.stage == name:
+                    resumed.restore(stage)
+                stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop, runner, lines)
+                progress = EpochProgress()
+                if stopped_early:
+                    break
+        test_scores = record.finish(data.test)
     logger.info("best %s accuracy %.4f: %s", data.select_name, record.best_accuracy,
                 best_path if best_path.exists() else "no checkpoint (no evaluation improved)")
     if test_scores is not None:
