@@ -79,3 +79,10 @@ def test_a_second_run_reuses_the_graphs_and_trains_the_same(tiny_cifar, tmp_path
         assert expected in result.stderr
     losses = {name: [row["loss"] for row in read_metrics(tmp_path / name / "metrics.csv")] for name, _, _ in runs}
     assert losses["second"] == losses["first"] != losses["smaller"]
+
+
+def test_an_unwritable_cache_folder_compiles_without_it(cache_on):
+    cache_on.parent.mkdir(parents=True)
+    cache_on.write_text("a file where the folder should be")
+    with graph_cache.graph_cache("k", 0) as used:
+        assert used is None and "MS_COMPILER_CACHE_ENABLE" not in os.environ

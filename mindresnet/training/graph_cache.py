@@ -60,7 +60,8 @@ def why_not(config, callbacks: list, target: str) -> Optional[str]:
 def run_key(config, net: nn.Cell, ranks: int, rank: int) -> str:
     """The key of a run's graphs (see the module docstring)."""
     settings = {name: value for name, value in config.to_dict().items() if name != "ckpt_dir"}
-    parts = {"config": settings, "network": re.sub(r" at 0x[0-9a-f]+", "", str(net)), "sources": _sources_digest(), "ms": ms.__version__,
+    network = re.sub(r" at 0x[0-9a-f]+", "", str(net))  # initializer objects print their address
+    parts = {"config": settings, "network": network, "sources": _sources_digest(), "ms": ms.__version__,
              "python": sys.version, "ranks": [ranks, rank], "data": _data_entries(config.data_dir),
              "kernels": loaded_library()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -79,8 +80,14 @@ def graph_cache(key: Optional[str], rank: int) -> Iterator[Optional[Path]]:
         return
     root = cache_dir() / "graphs"
     folder = root / key
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"rank_{rank}.lock", "w") as lock:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / f"rank_{rank}.lock", "w")
+    except OSError as exc:
+        logger.info("graph cache off: cannot write %s (%s)", folder, exc.strerror or exc)
+        yield None
+        return
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -108,7 +115,8 @@ def graph_cache(key: Optional[str], rank: int) -> Iterator[Optional[Path]]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-    _prune(root, keep=KEPT_FOLDERS)
+    with contextlib.suppress(OSError):  # another run may be pruning too
+        _prune(root, keep=KEPT_FOLDERS)
 
 
 def _mindspore_api():
