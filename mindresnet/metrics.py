@@ -37,8 +37,8 @@ def collect_outputs(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
         count = images.shape[0]
         full = full or count
         if count < full:
-            padding = np.zeros((full - count, *images.shape[1:]), images.asnumpy().dtype)
-            images = ms.Tensor(np.concatenate([images.asnumpy(), padding]))
+            pixels = images.asnumpy()
+            images = ms.Tensor(np.concatenate([pixels, np.zeros((full - count, *pixels.shape[1:]), pixels.dtype)]))
         all_outputs.append(net(images).asnumpy()[:count].astype(np.float32))
         all_labels.append(labels.asnumpy())
     if not all_outputs:

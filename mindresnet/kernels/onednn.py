@@ -27,6 +27,7 @@ from typing import Optional, Tuple
 
 from mindresnet.cpu_isa import cpu_flags
 from mindresnet.hub import cache_dir, file_lock
+from mindresnet.parsing import FALSE_WORDS
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def build(compiler: str, onednn_lib: Path, dest: Path) -> None:
 
 def prepare() -> Tuple[Optional[Path], str]:
     """Build (once) and return the kernel library's path, or None; and a line saying what happened."""
-    if os.environ.get(ENABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(ENABLE_ENV, "1").strip().lower() in FALSE_WORDS:
         return None, f"mindresnet CPU kernels off ({ENABLE_ENV}=0): MindSpore's convolutions run"
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None, f"mindresnet CPU kernels not used on {platform.machine()}: MindSpore's convolutions run"

@@ -31,6 +31,7 @@ from mindspore import nn
 
 from mindresnet.hub import cache_dir
 from mindresnet.kernels import loaded_library
+from mindresnet.parsing import FALSE_WORDS
 
 logger = logging.getLogger("mindresnet.training.graph_cache")
 
@@ -42,7 +43,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 
 def why_not(config, callbacks: list, target: str) -> Optional[str]:
     """Why a run of ``config`` compiles without the cache, or None when it may use it."""
-    if os.environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
+    if os.environ.get(SWITCH_ENV, "1").strip().lower() in FALSE_WORDS:
         return f"{SWITCH_ENV}=0"
     if any(os.environ.get(name) for name in _MS_ENV):
         return "MindSpore's own compile cache is set in the environment"
