@@ -19,6 +19,7 @@ import numpy as np
 
 from mindresnet.errors import DataError
 from mindresnet.fileio import save_figure
+from mindresnet.kernels import frozen_weights
 
 CALIBRATION_BINS = 15
 
@@ -33,14 +34,15 @@ def collect_outputs(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
     net.set_train(False)
     all_outputs, all_labels = [], []
     full = 0
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        count = images.shape[0]
-        full = full or count
-        if count < full:
-            pixels = images.asnumpy()
-            images = ms.Tensor(np.concatenate([pixels, np.zeros((full - count, *pixels.shape[1:]), pixels.dtype)]))
-        all_outputs.append(net(images).asnumpy()[:count].astype(np.float32))
-        all_labels.append(labels.asnumpy())
+    with frozen_weights():
+        for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+            count = images.shape[0]
+            full = full or count
+            if count < full:
+                pixels = images.asnumpy()
+                images = ms.Tensor(np.concatenate([pixels, np.zeros((full - count, *pixels.shape[1:]), pixels.dtype)]))
+            all_outputs.append(net(images).asnumpy()[:count].astype(np.float32))
+            all_labels.append(labels.asnumpy())
     if not all_outputs:
         raise DataError("The dataset is empty: no batch to run the network on.")
     return np.concatenate(all_outputs), np.concatenate(all_labels).astype(np.int64)

@@ -61,17 +61,41 @@ def test_training_pass_matches_mindspore(shape, eps):
     assert relative_error(ours(x).asnumpy(), theirs(x).asnumpy()) < 1e-4
 
 
+def set_moving_statistics(cells, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    channels = cells[0].moving_mean.shape[0]
+    mean, variance = rng.normal(0.5, 1.0, channels), rng.uniform(0.2, 3.0, channels)
+    for cell in cells:
+        cell.moving_mean.set_data(ms.Tensor(mean.astype(np.float32)))
+        cell.moving_variance.set_data(ms.Tensor(variance.astype(np.float32)))
+
+
+@pytest.mark.parametrize("shape,eps", [((4, 16, 5, 5), 1e-5), ((2, 64, 8, 8), 1e-4), ((3, 8, 1, 1), 1e-5)])
+def test_inference_matches_mindspore(shape, eps):
+    cells = pair(shape[1], eps, momentum=0.9)
+    set_moving_statistics(cells, seed=shape[1])
+    x = ms.Tensor((np.random.default_rng(0).standard_normal(shape) * 2 + 1).astype(np.float32))
+    theirs, ours = (cell.set_train(False)(x).asnumpy() for cell in cells)
+    assert relative_error(ours, theirs) < 1e-4
+
+
 def test_frozen_batchnorm_uses_moving_statistics_in_training():
     theirs, ours = pair(8, 1e-5, momentum=0.9)
+    set_moving_statistics((theirs, ours), seed=3)
     for cell in (theirs, ours):
         cell.use_batch_statistics = False
         cell.set_train(True)
     x = ms.Tensor(np.random.default_rng(1).standard_normal((2, 8, 4, 4)).astype(np.float32))
-    np.testing.assert_allclose(ours(x).asnumpy(), theirs(x).asnumpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(ours.moving_mean.asnumpy(), np.zeros(8, np.float32))
+    np.testing.assert_allclose(ours(x).asnumpy(), theirs(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    grads = [ms.grad(CubedSum(cell), grad_position=0, weights=cell.trainable_params())(x) for cell in (theirs, ours)]
+    assert relative_error(grads[1][0].asnumpy(), grads[0][0].asnumpy()) < 1e-4  # input
+    for got, expected in zip(grads[1][1], grads[0][1]):  # gamma, beta
+        assert relative_error(got.asnumpy(), expected.asnumpy()) < 1e-4
+    np.testing.assert_array_equal(ours.moving_mean.asnumpy(), theirs.moving_mean.asnumpy())
 
 
 def test_switch_back_restores_nn_batchnorm():
     cell = pair(4, 1e-5, 0.9)[1]
     kernels.use_native_kernels(cell)
     assert type(cell) is nn.BatchNorm2d and not hasattr(cell, "cpu_batch_norm")
+    assert not hasattr(cell, "cpu_batch_norm_inference")

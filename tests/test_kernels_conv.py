@@ -142,3 +142,30 @@ def test_train_step_on_the_kernels_gives_mindsporeS_losses(block, groups, conven
     assert any(isinstance(c, OneDnnConv2d) for _, c in ours.cells_and_names())
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert_same_updates(initial, plain, ours)
+
+
+def test_inference_with_frozen_weights_matches_mindspore_and_sees_new_weights():
+    """Eval mode runs every map on oneDNN (small maps too); frozen_weights() reuses the weights' blocked
+    copies within a block and drops them on exit, so weights changed between blocks are used."""
+    ms.set_seed(0)
+    build = lambda: ResNet(ResidualBlock, (1, 1, 1, 1), num_classes=10, stem="imagenet")  # noqa: E731
+    plain, ours, _ = twin_nets(build)
+    kernels.use_cpu_kernels(ours)
+    images, _ = random_batch(4, 36)
+    for net in (plain, ours):
+        net.set_train(False)
+    expected = plain(images).asnumpy()
+    with kernels.frozen_weights():
+        first, again = ours(images).asnumpy(), ours(images).asnumpy()
+    assert relative_error(first, expected) < 1e-4
+    np.testing.assert_array_equal(again, first)
+    rng = np.random.default_rng(1)
+    for theirs, mine in zip(plain.get_parameters(), ours.get_parameters()):
+        if theirs.name.endswith("weight"):
+            changed = (theirs.asnumpy() * rng.uniform(0.5, 1.5, theirs.shape)).astype(np.float32)
+            theirs.set_data(ms.Tensor(changed))
+            mine.set_data(ms.Tensor(changed))
+    with kernels.frozen_weights():
+        changed_expected, changed_got = plain(images).asnumpy(), ours(images).asnumpy()
+    assert relative_error(changed_got, changed_expected) < 1e-4
+    assert relative_error(changed_got, first) > 1e-2

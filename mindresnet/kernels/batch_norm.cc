@@ -1,4 +1,4 @@
-// Training-mode batch normalisation of NCHW float32 tensors for MindSpore's CPU backend.
+// Batch normalisation of NCHW float32 tensors for MindSpore's CPU backend: training and inference.
 //
 // MindSpore 2.10 runs BatchNorm and BatchNormGrad on oneDNN's plain-layout reference-style batch
 // norm (ncsp_bnorm), whose backward is about 3x PyTorch's (bench/kernels.py). These kernels loop
@@ -100,6 +100,33 @@ int batch_norm_forward(int nparam, void **params, int *ndims, int64_t **shapes, 
       var_out[c] = var;
       moving_mean[c] = moving_mean[c] * (1.f - momentum) + mean[k] * momentum;
       moving_var[c] = moving_var[c] * (1.f - momentum) + var * unbiased * momentum;
+    }
+    each_row(s, first, end, [&](int64_t at, int64_t k) {
+      const float *row = x + at, a = scale[k], b = shift[k];
+      float *out = y + at;
+#pragma omp simd
+      for (int64_t i = 0; i < pixels; ++i) out[i] = row[i] * a + b;
+    });
+  });
+  return 0;
+}
+
+// params: x, gamma, beta, moving mean, moving variance, config -> y (inference: the moving statistics).
+int batch_norm_inference(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                         void *) {
+  if (nparam != 7 || ndims[0] != 4 || !all_float(dtypes, 7)) return 10;
+  const Shape s = shape_of(shapes[0]);
+  const int64_t pixels = s.pixels;
+  const float *x = static_cast<const float *>(params[0]), *gamma = static_cast<const float *>(params[1]),
+              *beta = static_cast<const float *>(params[2]), *mean = static_cast<const float *>(params[3]),
+              *var = static_cast<const float *>(params[4]);
+  const float eps = static_cast<const float *>(params[5])[0];
+  float *y = static_cast<float *>(params[6]);
+  each_channel_block(s, [&](int64_t first, int64_t end) {
+    std::vector<float> scale(end - first), shift(end - first);
+    for (int64_t k = 0, c = first; c < end; ++k, ++c) {
+      scale[k] = gamma[c] / std::sqrt(var[c] + eps);
+      shift[k] = beta[c] - mean[c] * scale[k];
     }
     each_row(s, first, end, [&](int64_t at, int64_t k) {
       const float *row = x + at, a = scale[k], b = shift[k];

@@ -10,9 +10,11 @@ same ``weight`` parameter, same name, so checkpoints are unchanged):
   2x2 and 1x1 maps that MindSpore's own kernels handle worst (their larger maps stay native).
 
 :func:`use_native_kernels` turns them back into ``nn.Conv2d`` (export writes MindSpore's Conv2D).
+:func:`frozen_weights` lets inference loops reorder each convolution's weights once, not per batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
@@ -25,6 +27,7 @@ from mindresnet.kernels import batch_norm
 from mindresnet.kernels.small_map import MAX_PIXELS, SmallMapConv2d, eligible
 
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
+_frozen_depth = [0]  # how many frozen_weights() blocks are open
 SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map products, not oneDNN
 
 
@@ -51,6 +54,29 @@ def set_threads(threads: int) -> None:
     if _library:
         import ctypes
         ctypes.CDLL(_library[0]).mindresnet_set_threads(int(threads))
+
+
+@contextlib.contextmanager
+def frozen_weights():
+    """Within this block, forward convolutions keep their weights' blocked copies between calls.
+
+    Use it around inference loops whose weights cannot change (evaluation, feature extraction,
+    prediction): the weights are reordered once instead of at every batch. The copies are freed on
+    exit. Without the kernels it does nothing. Nested blocks keep the copies until the outermost exits.
+    """
+    if not _library:
+        yield
+        return
+    import ctypes
+    library = ctypes.CDLL(_library[0])
+    _frozen_depth[0] += 1
+    library.mindresnet_freeze_weights(1)
+    try:
+        yield
+    finally:
+        _frozen_depth[0] -= 1
+        if not _frozen_depth[0]:
+            library.mindresnet_freeze_weights(0)
 
 
 def _output_size(size: int, kernel: int, stride: int, pad_mode: str, pad_before: int, pad_after: int) -> int:
@@ -120,7 +146,7 @@ class OneDnnConv2d(SmallMapConv2d):
     """
 
     def construct(self, x):
-        if x.dtype != ms.float32 or (self.small_map and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS):
+        if x.dtype != ms.float32 or (self.small_map and self.training and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS):
             return super().construct(x)  # small-map products, or MindSpore's kernel for other dtypes
         config = _config(x.shape[2], x.shape[3], tuple(self.kernel_size), tuple(self.stride)[-2:],
                          self.pad_mode, self.onednn_padding, self.group)

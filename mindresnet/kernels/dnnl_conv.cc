@@ -8,6 +8,7 @@
 // with the inputs, then the outputs, in params. Every tensor is float32 except `config`, an int64
 // vector {stride_h, stride_w, pad_top, pad_left, groups}.
 // Primitives are cached per shape; calls are serialised (thread_pool.h: one pool, shared scratch buffers).
+// Weights' blocked copies are kept only between mindresnet_freeze_weights(1) and (0).
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -71,6 +72,16 @@ struct Conv {
 };
 
 std::map<std::vector<int64_t>, Conv> g_cache;
+
+// While weights are frozen (mindresnet_freeze_weights), a forward convolution keeps its weights'
+// blocked copy, keyed by the primitive and the weights' address, instead of reordering them every call.
+bool g_weights_frozen = false;
+std::map<std::pair<const Conv *, const void *>, Buffer> g_frozen_weights;
+
+void release_frozen_weights() {
+  for (auto &entry : g_frozen_weights) std::free(entry.second.data);
+  g_frozen_weights.clear();
+}
 
 // A tensor's descriptor in MindSpore's plain layout, or (`any`) in whatever layout oneDNN prefers.
 // Weights of a grouped convolution: MindSpore's (O, C/g, kh, kw) is goihw's memory.
@@ -185,9 +196,16 @@ int execute(Kind kind, void *in0, void *in1, void *out, const int64_t *x, const 
   for (int i = 0; i < 3; ++i) {
     Operand &op = conv.operands[i];
     dnnl_memory_set_data_handle(op.user, data[i]);
-    if (op.blocked) dnnl_memory_set_data_handle(op.blocked, g_buffers[i].get(op.blocked_size));
+    bool reorder_needed = op.to_blocked != nullptr;
+    if (op.blocked && kind == FORWARD && i == 1 && g_weights_frozen) {
+      Buffer &kept = g_frozen_weights[{&conv, data[i]}];
+      reorder_needed = kept.data == nullptr;
+      dnnl_memory_set_data_handle(op.blocked, kept.get(op.blocked_size));
+    } else if (op.blocked) {
+      dnnl_memory_set_data_handle(op.blocked, g_buffers[i].get(op.blocked_size));
+    }
     args[nargs++] = {conv.arg_ids[i], op.blocked ? op.blocked : op.user};
-    if (op.to_blocked) {
+    if (reorder_needed) {
       dnnl_exec_arg_t reorder[2] = {{DNNL_ARG_FROM, op.user}, {DNNL_ARG_TO, op.blocked}};
       if (dnnl_primitive_execute(op.to_blocked, g_rt.stream, 2, reorder) != dnnl_success) return 3;
     }
@@ -221,6 +239,15 @@ extern "C" {
 int mindresnet_set_threads(int threads) {
   std::lock_guard<std::mutex> lock(kernel_mutex());
   mindresnet::kernel_threads() = threads;
+  return 0;
+}
+
+// Freezes (1) or thaws (0) every convolution's weights: while frozen, forward convolutions reuse their
+// weights' blocked copies; thawing frees them. The caller guarantees that no weight changes meanwhile.
+int mindresnet_freeze_weights(int frozen) {
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  g_weights_frozen = frozen != 0;
+  if (!g_weights_frozen) release_frozen_weights();
   return 0;
 }
 
