@@ -59,3 +59,24 @@ def test_head_epochs_draw_balanced_with_the_sampler():
     assert not np.array_equal(draws[0], draws[1])
     share = np.bincount(labels[np.concatenate(draws)], minlength=3) / 2000
     np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.04)  # the 2-image class as often as the 90-image one
+
+
+def test_a_short_batch_is_padded_to_one_graph_without_changing_the_step():
+    """Padding rows carry the label the loss ignores: loss and head update equal the unpadded step's
+    (with label smoothing and class weights, whose mean divides by the real rows' weights)."""
+    rng = np.random.default_rng(2)
+    features, labels = rng.standard_normal((5, 512)).astype(np.float32), np.array([0, 2, 1, 2, 2], np.int32)
+    results = []
+    for pad in (True, False):
+        ms.set_seed(4)
+        net = small_resnet(num_classes=3)
+        optimizer = build_optimizer(net.fc.trainable_params(), "sgd", [0.1], 0.9, 1e-4)
+        trainer = HeadTrainer(net, optimizer, build_loss(0.1, [1.0, 2.0, 0.5]), batch_size=8)
+        assert trainer.pad_short_batches
+        trainer.pad_short_batches = pad
+        loss = trainer.train_batch(features, labels)
+        results.append((loss, net.fc.weight.asnumpy().copy(), net.fc.bias.asnumpy().copy()))
+    (padded_loss, *padded), (plain_loss, *plain) = results
+    np.testing.assert_allclose(padded_loss, plain_loss, rtol=1e-6)
+    for got, expected in zip(padded, plain):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)

@@ -10,6 +10,7 @@ from mindspore import nn, ops
 
 from mindresnet.data.balance import BalancedSampler
 from mindresnet.metrics import classification_metrics, collect_outputs
+from mindresnet.training.loss import IGNORED_LABEL
 from mindresnet.training.progress import epoch_seed
 from mindresnet.training.step import switch_kernels
 
@@ -78,6 +79,9 @@ class HeadTrainer(nn.Cell):
         self.seed = int(seed)
         self.balanced = bool(balanced)
         self.epochs_run = 0
+        # padding rows change nothing only for a per-row head and a loss that skips their label
+        self.pad_short_batches = (isinstance(self.head, nn.Dense)
+                                  and getattr(loss_fn, "ignore_index", None) == IGNORED_LABEL)
 
     def steps_per_epoch(self, count: int) -> int:
         """Steps of one epoch over ``count`` features (the last smaller batch included)."""
@@ -94,7 +98,15 @@ class HeadTrainer(nn.Cell):
         return [order[first:first + self.batch_size] for first in range(0, count, self.batch_size)]
 
     def train_batch(self, features: np.ndarray, labels: np.ndarray) -> float:
-        """One optimizer step on a batch; returns its loss."""
+        """One optimizer step on a batch; returns its loss.
+
+        A short (last) batch is padded to ``batch_size`` with rows whose label the loss ignores, so
+        graph mode compiles one step, not two (the loss and its gradients are unchanged: tested).
+        """
+        missing = self.batch_size - len(labels)
+        if missing > 0 and self.pad_short_batches:
+            features = np.concatenate([features, np.zeros((missing, *features.shape[1:]), features.dtype)])
+            labels = np.concatenate([labels, np.full(missing, IGNORED_LABEL, labels.dtype)])
         return float(self.step(ms.Tensor(features), ms.Tensor(labels)).asnumpy())
 
     def run_epoch(self, features: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:

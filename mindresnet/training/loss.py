@@ -13,6 +13,7 @@ from mindresnet.data.factory import split_labels
 from mindresnet.data.holdout import Holdout
 
 logger = logging.getLogger("mindresnet.training.loss")
+IGNORED_LABEL = -100  # rows with this label add nothing to build_loss's loss (nn.CrossEntropyLoss's ignore_index)
 
 
 def build_loss(label_smoothing: float = 0.0, class_weights: Optional[Sequence[float]] = None) -> nn.Cell:
