@@ -50,6 +50,17 @@ void each_row(const Shape &s, int64_t first, int64_t end, Row row) {
     for (int64_t c = first; c < end; ++c) row((n * s.channels + c) * s.pixels, c - first);
 }
 
+// y = x * scale[c - first] + shift[c - first] on every row of the channels [first, end).
+void scale_and_shift(const Shape &s, int64_t first, int64_t end, const float *x, float *y, const float *scale,
+                     const float *shift) {
+  each_row(s, first, end, [&](int64_t at, int64_t k) {
+    const float *row = x + at, a = scale[k], b = shift[k];
+    float *out = y + at;
+#pragma omp simd
+    for (int64_t i = 0; i < s.pixels; ++i) out[i] = row[i] * a + b;
+  });
+}
+
 bool all_float(const char **dtypes, int n) {
   for (int i = 0; i < n; ++i)
     if (std::strcmp(dtypes[i], "float32") != 0) return false;
@@ -101,12 +112,7 @@ int batch_norm_forward(int nparam, void **params, int *ndims, int64_t **shapes, 
       moving_mean[c] = moving_mean[c] * (1.f - momentum) + mean[k] * momentum;
       moving_var[c] = moving_var[c] * (1.f - momentum) + var * unbiased * momentum;
     }
-    each_row(s, first, end, [&](int64_t at, int64_t k) {
-      const float *row = x + at, a = scale[k], b = shift[k];
-      float *out = y + at;
-#pragma omp simd
-      for (int64_t i = 0; i < pixels; ++i) out[i] = row[i] * a + b;
-    });
+    scale_and_shift(s, first, end, x, y, scale.data(), shift.data());
   });
   return 0;
 }
@@ -116,7 +122,6 @@ int batch_norm_inference(int nparam, void **params, int *ndims, int64_t **shapes
                          void *) {
   if (nparam != 7 || ndims[0] != 4 || !all_float(dtypes, 7)) return 10;
   const Shape s = shape_of(shapes[0]);
-  const int64_t pixels = s.pixels;
   const float *x = static_cast<const float *>(params[0]), *gamma = static_cast<const float *>(params[1]),
               *beta = static_cast<const float *>(params[2]), *mean = static_cast<const float *>(params[3]),
               *var = static_cast<const float *>(params[4]);
@@ -128,12 +133,7 @@ int batch_norm_inference(int nparam, void **params, int *ndims, int64_t **shapes
       scale[k] = gamma[c] / std::sqrt(var[c] + eps);
       shift[k] = beta[c] - mean[c] * scale[k];
     }
-    each_row(s, first, end, [&](int64_t at, int64_t k) {
-      const float *row = x + at, a = scale[k], b = shift[k];
-      float *out = y + at;
-#pragma omp simd
-      for (int64_t i = 0; i < pixels; ++i) out[i] = row[i] * a + b;
-    });
+    scale_and_shift(s, first, end, x, y, scale.data(), shift.data());
   });
   return 0;
 }
