@@ -6,8 +6,8 @@ it (:mod:`~mindresnet.kernels.conv`). ``MINDRESNET_CPU_KERNELS=0`` keeps MindSpo
 """
 import logging
 
-from mindresnet.kernels.conv import (activate, frozen_weights, kernels_active, loaded_library, set_threads, use_cpu_kernels,
-                                    use_native_kernels)
+from mindresnet.kernels.conv import (activate, frozen_weights, kernels_active, loaded_library, set_threads,
+                                    use_cpu_kernels, use_native_kernels)
 from mindresnet.kernels.onednn import ENABLE_ENV, prepare
 
 logger = logging.getLogger(__name__)
@@ -33,5 +33,5 @@ def status() -> str:
     return _status[0] if _status else "mindresnet CPU kernels not loaded yet"
 
 
-__all__ = ["ENABLE_ENV", "frozen_weights", "kernels_active", "load", "loaded_library", "set_threads", "status", "use_cpu_kernels",
-           "use_native_kernels"]
+__all__ = ["ENABLE_ENV", "frozen_weights", "kernels_active", "load", "loaded_library", "set_threads", "status",
+           "use_cpu_kernels", "use_native_kernels"]

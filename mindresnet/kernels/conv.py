@@ -140,14 +140,15 @@ class _OneDnnConvolution(nn.Cell):
 class OneDnnConv2d(SmallMapConv2d):
     """``nn.Conv2d`` on mindresnet's oneDNN kernels (float32; other dtypes keep MindSpore's kernel).
 
-    Maps of at most :data:`SMALL_MAP_PIXELS` pixels keep the small-map matrix products where they
-    apply (faster there: bench/README.md). Obtained by :func:`use_cpu_kernels` from an eligible
-    ``nn.Conv2d`` (same object and parameter).
+    In training, maps of at most :data:`SMALL_MAP_PIXELS` pixels keep the small-map matrix products
+    where they apply (faster there: bench/README.md); inference runs every map on oneDNN. Obtained by
+    :func:`use_cpu_kernels` from an eligible ``nn.Conv2d`` (same object and parameter).
     """
 
     def construct(self, x):
-        if x.dtype != ms.float32 or (self.small_map and self.training and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS):
-            return super().construct(x)  # small-map products, or MindSpore's kernel for other dtypes
+        small = self.small_map and self.training and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS
+        if x.dtype != ms.float32 or small:
+            return super().construct(x)  # small-map products (training only), or MindSpore's kernel for other dtypes
         config = _config(x.shape[2], x.shape[3], tuple(self.kernel_size), tuple(self.stride)[-2:],
                          self.pad_mode, self.onednn_padding, self.group)
         return self.onednn(x, self.weight, config)
