@@ -32,6 +32,12 @@ print("KINDS", ",".join(kinds), "ACTIVE", kernels.kernels_active(), "CAP", os.en
 """
 
 
+@pytest.fixture(autouse=True)
+def kernels_switch_unset(monkeypatch):
+    """Each test sets MINDRESNET_CPU_KERNELS itself: a suite run with the kernels off must not decide for it."""
+    monkeypatch.delenv(onednn.ENABLE_ENV, raising=False)
+
+
 def run_probe(env_changes: dict, home) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in (cpu_isa.ISA_ENV, cpu_isa.LEGACY_ISA_ENV)}
     env.update(MINDRESNET_HOME=str(home), GLOG_v="3", **env_changes)
