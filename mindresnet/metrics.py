@@ -20,6 +20,7 @@ import numpy as np
 from mindresnet.errors import DataError
 from mindresnet.fileio import save_figure
 from mindresnet.kernels import frozen_weights
+from mindresnet.runtime import pad_rows
 
 CALIBRATION_BINS = 15
 
@@ -39,8 +40,7 @@ def collect_outputs(net, dataset) -> Tuple[np.ndarray, np.ndarray]:
             count = images.shape[0]
             full = full or count
             if count < full:
-                pixels = images.asnumpy()
-                images = ms.Tensor(np.concatenate([pixels, np.zeros((full - count, *pixels.shape[1:]), pixels.dtype)]))
+                images = ms.Tensor(pad_rows(images.asnumpy(), full))
             all_outputs.append(net(images).asnumpy()[:count].astype(np.float32))
             all_labels.append(labels.asnumpy())
     if not all_outputs:

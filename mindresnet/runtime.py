@@ -7,6 +7,7 @@ import tempfile
 from typing import Optional
 
 import mindspore as ms
+import numpy as np
 
 from mindresnet.cpu_isa import isa_report
 from mindresnet.errors import DeviceError
@@ -25,6 +26,15 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def pad_rows(rows: np.ndarray, size: int, fill=0) -> np.ndarray:
+    """``rows`` with its first axis filled up to ``size`` with ``fill``. Graph mode compiles a network once per
+    input shape: a short last batch padded to the full size reuses the graph of the others."""
+    missing = size - len(rows)
+    if missing <= 0:
+        return rows
+    return np.concatenate([rows, np.full((missing, *rows.shape[1:]), fill, rows.dtype)])
 
 
 def normalize_device(device: str) -> str:

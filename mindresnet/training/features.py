@@ -10,6 +10,7 @@ from mindspore import nn, ops
 
 from mindresnet.data.balance import BalancedSampler
 from mindresnet.metrics import classification_metrics, collect_outputs
+from mindresnet.runtime import pad_rows
 from mindresnet.training.loss import IGNORED_LABEL
 from mindresnet.training.progress import epoch_seed
 from mindresnet.training.step import switch_kernels
@@ -103,10 +104,9 @@ class HeadTrainer(nn.Cell):
         A short (last) batch is padded to ``batch_size`` with rows whose label the loss ignores, so
         graph mode compiles one step, not two (the loss and its gradients are unchanged: tested).
         """
-        missing = self.batch_size - len(labels)
-        if missing > 0 and self.pad_short_batches:
-            features = np.concatenate([features, np.zeros((missing, *features.shape[1:]), features.dtype)])
-            labels = np.concatenate([labels, np.full(missing, IGNORED_LABEL, labels.dtype)])
+        if self.pad_short_batches:
+            features = pad_rows(features, self.batch_size)
+            labels = pad_rows(labels, self.batch_size, IGNORED_LABEL)
         return float(self.step(ms.Tensor(features), ms.Tensor(labels)).asnumpy())
 
     def run_epoch(self, features: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
