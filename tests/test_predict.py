@@ -285,3 +285,31 @@ def test_folder_without_images_is_a_clear_error(random_ckpt, tmp_path, capsys):
     (tmp_path / "docs" / "readme.txt").write_text("text")
     assert_clear_error(capsys, [str(tmp_path / "docs"), "--ckpt", str(random_ckpt)], "No image to predict",
                        str(tmp_path / "docs"))
+
+
+def test_predict_images_reuses_blocked_weights_with_plain_calls_results(random_ckpt, tmp_path):
+    """predict_images runs its batches inside kernels.frozen_weights() (one weight reorder per
+    convolution, not per batch) and gives what iter_predictions gives outside it."""
+    from mindresnet.kernels import conv, kernels_active
+
+    net, meta = load_trained_model(random_ckpt)
+    paths = []
+    for seed in range(3):
+        paths.append(tmp_path / f"{seed}.png")
+        random_image(seed).save(paths[-1])
+    depths = []
+
+    class Recorder:
+        def set_train(self, mode):
+            net.set_train(mode)
+
+        def __call__(self, images):
+            depths.append(conv._frozen_depth[0])
+            return net(images)
+
+    plain = list(predict.iter_predictions(Recorder(), meta, paths, topk=0, batch_size=2))
+    frozen = predict.predict_images(Recorder(), meta, paths, topk=0, batch_size=2)
+    assert depths == [0, 0] + [1 if kernels_active() else 0] * 2
+    for got, want in zip(frozen, plain):
+        np.testing.assert_allclose([e["probability"] for e in got["top"]],
+                                   [e["probability"] for e in want["top"]], rtol=1e-5, atol=1e-7)

@@ -28,6 +28,7 @@ from mindresnet.cli import run_cli
 from mindresnet.cli.args import DEFAULT_CKPT, add_model_args, model_from_args
 from mindresnet.errors import ConfigError, ImageError
 from mindresnet.fileio import PathLike, write_text
+from mindresnet.kernels import frozen_weights
 from mindresnet.metrics import softmax
 from mindresnet.parsing import positive_int
 
@@ -193,7 +194,8 @@ def predict_images(net, meta: CheckpointMeta, paths: Sequence[PathLike], topk: O
     """
     if not paths:
         raise ImageError("No image given. Pass one or more JPEG/PNG paths or folders.")
-    return list(iter_predictions(net, meta, paths, topk, batch_size))
+    with frozen_weights():  # the weights cannot change until the list is complete
+        return list(iter_predictions(net, meta, paths, topk, batch_size))
 
 
 def format_predictions(results: List[Dict[str, Any]]) -> str:
