@@ -144,9 +144,12 @@ def test_train_step_on_the_kernels_gives_mindsporeS_losses(block, groups, conven
     assert_same_updates(initial, plain, ours)
 
 
-def test_inference_with_frozen_weights_matches_mindspore_and_sees_new_weights():
-    """Eval mode runs every map on oneDNN (small maps too); frozen_weights() reuses the weights' blocked
-    copies within a block and drops them on exit, so weights changed between blocks are used."""
+@pytest.mark.parametrize("small_maps", [False, True], ids=["every-map-on-onednn", "small-map-products"])
+def test_inference_with_frozen_weights_matches_mindspore_and_sees_new_weights(small_maps, monkeypatch):
+    """Eval mode runs every map on oneDNN, or the 2x2 and 1x1 maps as small-map products (CPUs without
+    AVX-512); frozen_weights() reuses the weights' blocked copies within a block and drops them on exit,
+    so weights changed between blocks are used."""
+    monkeypatch.setattr(conv, "SMALL_MAPS_IN_INFERENCE", small_maps)
     ms.set_seed(0)
     build = lambda: ResNet(ResidualBlock, (1, 1, 1, 1), num_classes=10, stem="imagenet")  # noqa: E731
     plain, ours, _ = twin_nets(build)

@@ -23,12 +23,16 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.ops.primitive import constexpr
 
+from mindresnet.cpu_isa import has_avx512
 from mindresnet.kernels import batch_norm
 from mindresnet.kernels.small_map import MAX_PIXELS, SmallMapConv2d, eligible
 
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
 _frozen_depth = [0]  # how many frozen_weights() blocks are open
 SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map products, not oneDNN
+# In inference too without AVX-512: oneDNN's jit:avx2 convolutions on 2x2 and 1x1 maps take 5-20x the
+# products' time (bench/README.md, "AVX2 class"); jit:avx512_core ones beat the products there.
+SMALL_MAPS_IN_INFERENCE = not has_avx512()
 
 
 def activate(library) -> None:
@@ -141,14 +145,16 @@ class OneDnnConv2d(SmallMapConv2d):
     """``nn.Conv2d`` on mindresnet's oneDNN kernels (float32; other dtypes keep MindSpore's kernel).
 
     In training, maps of at most :data:`SMALL_MAP_PIXELS` pixels keep the small-map matrix products
-    where they apply (faster there: bench/README.md); inference runs every map on oneDNN. Obtained by
+    where they apply (faster there: bench/README.md); inference runs every map on oneDNN, except on
+    CPUs without AVX-512 (:data:`SMALL_MAPS_IN_INFERENCE`). Obtained by
     :func:`use_cpu_kernels` from an eligible ``nn.Conv2d`` (same object and parameter).
     """
 
     def construct(self, x):
-        small = self.small_map and self.training and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS
+        small = (self.small_map and (self.training or SMALL_MAPS_IN_INFERENCE)
+                 and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS)
         if x.dtype != ms.float32 or small:
-            return super().construct(x)  # small-map products (training only), or MindSpore's kernel for other dtypes
+            return super().construct(x)  # small-map products, or MindSpore's kernel for other dtypes
         config = _config(x.shape[2], x.shape[3], tuple(self.kernel_size), tuple(self.stride)[-2:],
                          self.pad_mode, self.onednn_padding, self.group)
         return self.onednn(x, self.weight, config)
