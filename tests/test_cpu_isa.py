@@ -10,10 +10,11 @@ import sys
 import pytest
 
 from mindresnet import cpu_isa, kernels
+from mindresnet.kernels import conv
 
 from conftest import REPO
 
-# A train step and an inference of a small ResNet (both stems: the imagenet one has the max-pool),
+# A train step and an inference of small ResNets (both stems: the imagenet one has the max-pool; a bottleneck one),
 # each in a fresh process so that oneDNN reads the cap that mindresnet set at import.
 PROBE = """
 import numpy as np, mindspore as ms
@@ -23,8 +24,9 @@ from mindresnet.training.optim import build_optimizer
 from mindresnet.training.step import build_train_step
 from mindresnet.runtime import setup_context
 setup_context("CPU", "graph")
-for stem in ("imagenet", "cifar"):
-    net = mindresnet.create_model("resnet18", num_classes=10, stem=stem)
+from mindresnet.models import ResidualBlock, ResNet
+nets = [mindresnet.create_model("resnet18", num_classes=10, stem=stem) for stem in ("imagenet", "cifar")]
+for net in nets + [ResNet(ResidualBlock, (1, 1, 1, 1), num_classes=10)]:  # and 1x1 stride-1 convolutions
     x = ms.Tensor(np.random.rand(2, 3, 32, 32).astype(np.float32))
     y = ms.Tensor(np.array([1, 2], np.int32))
     opt = build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0)
@@ -91,10 +93,15 @@ def test_no_reference_kernel_in_train_step_or_inference():
 
 @pytest.mark.skipif(not kernels.kernels_active(), reason=f"kernels not active: {kernels.status()}")
 def test_convolutions_run_blocked_jit_kernels():
-    """Forward, input and weight gradients of every convolution: oneDNN's jit/brgemm kernels, not GEMM or ref."""
+    """Forward, input and weight gradients of every convolution: oneDNN's jit/brgemm kernels, not GEMM or ref;
+    except that without AVX-512 the 1x1 stride-1 ones run its GEMM convolution on the plain layout
+    (``kernels.conv.PLAIN_POINTWISE``, measured faster there)."""
     lines = [line for line in executed_primitives({}) if ",convolution," in line]
-    implementations = {implementation(line) for line in lines}
-    assert all(impl.startswith(("jit", "brg")) for impl in implementations), implementations
+    pointwise = {line for line in lines if "kh1sh1" in line and "kw1sw1" in line}
+    plain = pointwise if conv.PLAIN_POINTWISE else set()
+    blocked = {implementation(line) for line in lines if line not in plain}
+    assert all(impl.startswith(("jit", "brg")) for impl in blocked), blocked
+    assert pointwise and all("gemm" in implementation(line) for line in plain), {implementation(l) for l in plain}
     passes = {line.split(",")[7] for line in lines}
     assert {"forward_training", "backward_data", "backward_weights"} <= passes, passes
 

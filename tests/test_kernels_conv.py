@@ -88,6 +88,7 @@ def test_the_zoo_has_every_kind_of_convolution():
     assert {((7, 7), (2, 2), "pad", False), ((3, 3), (1, 1), "pad", False), ((3, 3), (2, 2), "same", False),
             ((3, 3), (2, 2), "pad", True), ((1, 1), (2, 2), "same", False)} <= kinds
     assert len(CONVOLUTIONS) > 50
+    assert len(POINTWISE) > 5
 
 
 @pytest.mark.parametrize("in_ch,out_ch,kernel,stride,pad_mode,padding,groups,shape", CONVOLUTIONS,
@@ -105,6 +106,20 @@ def test_convolution_and_gradients_match_mindspore(in_ch, out_ch, kernel, stride
                                    conv_and_grads(ours, x), conv_and_grads(theirs, x)):
         assert got.shape == expected.shape, what
         assert relative_error(got, expected) < 1e-4, what
+
+
+POINTWISE = [c for c in CONVOLUTIONS if c[2] == (1, 1) and c[3] == (1, 1) and c[6] == 1]
+
+
+@pytest.mark.parametrize("in_ch,out_ch,kernel,stride,pad_mode,padding,groups,shape", POINTWISE,
+                         ids=lambda v: str(v).replace(" ", ""))
+def test_pointwise_convolutions_match_mindspore_in_the_other_layout(in_ch, out_ch, kernel, stride, pad_mode, padding,
+                                                                    groups, shape, pynative, monkeypatch):
+    """1x1 stride-1 convolutions keep the plain layout without AVX-512 (``conv.PLAIN_POINTWISE``) and take the
+    blocked one with it; the test above checks this machine's choice, this one the other."""
+    monkeypatch.setattr(conv, "PLAIN_POINTWISE", not conv.PLAIN_POINTWISE)
+    test_convolution_and_gradients_match_mindspore(in_ch, out_ch, kernel, stride, pad_mode, padding, groups, shape,
+                                                   pynative)
 
 
 def test_amp_steps_keep_mindsporeS_kernels():

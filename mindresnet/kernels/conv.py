@@ -33,6 +33,9 @@ SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map pr
 # In inference too without AVX-512: oneDNN's jit:avx2 convolutions on 2x2 and 1x1 maps take 5-20x the
 # products' time (bench/README.md, "AVX2 class"); jit:avx512_core ones beat the products there.
 SMALL_MAPS_IN_INFERENCE = not has_avx512()
+# Without AVX-512, 1x1 stride-1 convolutions keep MindSpore's plain layout (oneDNN's GEMM convolution):
+# faster than jit_1x1:avx2 and the reorders around it (bench/README.md, "AVX2 class").
+PLAIN_POINTWISE = not has_avx512()
 
 
 def activate(library) -> None:
@@ -97,8 +100,10 @@ def _explicit_padding(cell: nn.Conv2d):
 
 
 @constexpr
-def _config(height: int, width: int, kernel: tuple, stride: tuple, pad_mode: str, padding: tuple, groups: int):
-    """The int64 config tensor of the kernels: strides, padding before each side, groups."""
+def _config(height: int, width: int, kernel: tuple, stride: tuple, pad_mode: str, padding: tuple, groups: int,
+            plain_pointwise: bool):
+    """The int64 config tensor of the kernels: strides, padding before each side, groups, and whether the
+    tensors stay in the plain layout (a 1x1 stride-1 ungrouped convolution when ``plain_pointwise``)."""
     before = []
     for size, k, s, pad in ((height, kernel[0], stride[0], padding[0]), (width, kernel[1], stride[1], padding[2])):
         if pad_mode == "same":
@@ -106,7 +111,8 @@ def _config(height: int, width: int, kernel: tuple, stride: tuple, pad_mode: str
             before.append(max((out - 1) * s + k - size, 0) // 2)
         else:
             before.append(pad)
-    return ms.Tensor(np.array([stride[0], stride[1], before[0], before[1], groups], np.int64))
+    plain = plain_pointwise and kernel == (1, 1) and stride == (1, 1) and groups == 1
+    return ms.Tensor(np.array([stride[0], stride[1], before[0], before[1], groups, int(plain)], np.int64))
 
 
 class _OneDnnConvolution(nn.Cell):
@@ -146,7 +152,8 @@ class OneDnnConv2d(SmallMapConv2d):
 
     In training, maps of at most :data:`SMALL_MAP_PIXELS` pixels keep the small-map matrix products
     where they apply (faster there: bench/README.md); inference runs every map on oneDNN, except on
-    CPUs without AVX-512 (:data:`SMALL_MAPS_IN_INFERENCE`). Obtained by
+    CPUs without AVX-512 (:data:`SMALL_MAPS_IN_INFERENCE`). There, 1x1 stride-1 convolutions also
+    keep the plain layout (:data:`PLAIN_POINTWISE`). Obtained by
     :func:`use_cpu_kernels` from an eligible ``nn.Conv2d`` (same object and parameter).
     """
 
@@ -156,7 +163,7 @@ class OneDnnConv2d(SmallMapConv2d):
         if x.dtype != ms.float32 or small:
             return super().construct(x)  # small-map products, or MindSpore's kernel for other dtypes
         config = _config(x.shape[2], x.shape[3], tuple(self.kernel_size), tuple(self.stride)[-2:],
-                         self.pad_mode, self.onednn_padding, self.group)
+                         self.pad_mode, self.onednn_padding, self.group, PLAIN_POINTWISE)
         return self.onednn(x, self.weight, config)
 
 

@@ -6,7 +6,8 @@
 // and from the layouts oneDNN chooses around each convolution. They are MindSpore AOT custom ops:
 //   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
 // with the inputs, then the outputs, in params. Every tensor is float32 except `config`, an int64
-// vector {stride_h, stride_w, pad_top, pad_left, groups}.
+// vector {stride_h, stride_w, pad_top, pad_left, groups, plain}; `plain` keeps every tensor in
+// MindSpore's layout (no reorders: oneDNN's GEMM convolution, which wins for pointwise ones on AVX2).
 // Primitives are cached per shape; calls are serialised (thread_pool.h: one pool, shared scratch buffers).
 // Weights' blocked copies are kept only between mindresnet_freeze_weights(1) and (0).
 #include <cstdlib>
@@ -127,7 +128,8 @@ bool build(Conv &conv, Kind kind, const int64_t *x, const int64_t *w, const int6
     pad_r[i] = after > 0 ? after : 0;
   }
   dnnl_memory_desc_t xp = describe(x, 1, false), wp = describe(w, groups, false), yp = describe(y, 1, false);
-  dnnl_memory_desc_t xa = describe(x, 1, true), wa = describe(w, groups, true), ya = describe(y, 1, true);
+  bool any = cfg[5] == 0;
+  dnnl_memory_desc_t xa = describe(x, 1, any), wa = describe(w, groups, any), ya = describe(y, 1, any);
   dnnl_primitive_attr_t attr = nullptr;
   dnnl_primitive_attr_create(&attr);
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
@@ -178,7 +180,7 @@ int execute(Kind kind, void *in0, void *in1, void *out, const int64_t *x, const 
             const int64_t *cfg) {
   std::lock_guard<std::mutex> lock(kernel_mutex());
   if (!ensure_runtime()) return 1;
-  std::vector<int64_t> key = {kind, cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]};
+  std::vector<int64_t> key = {kind, cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]};
   key.insert(key.end(), x, x + 4);
   key.insert(key.end(), w, w + 4);
   key.insert(key.end(), y, y + 4);
