@@ -101,7 +101,7 @@ def test_convolutions_run_blocked_jit_kernels():
     plain = pointwise if conv.PLAIN_POINTWISE else set()
     blocked = {implementation(line) for line in lines if line not in plain}
     assert all(impl.startswith(("jit", "brg")) for impl in blocked), blocked
-    assert pointwise and all("gemm" in implementation(line) for line in plain), {implementation(l) for l in plain}
+    assert pointwise and all("gemm" in implementation(line) for line in plain), {implementation(line) for line in plain}
     passes = {line.split(",")[7] for line in lines}
     assert {"forward_training", "backward_data", "backward_weights"} <= passes, passes
 

@@ -203,7 +203,7 @@ def use_cpu_kernels(net: nn.Cell, onednn: Optional[bool] = None) -> int:
 
 
 def use_native_kernels(net: nn.Cell) -> int:
-    """Turn every switched convolution (and BatchNorm) of ``net`` back into MindSpore's; return how many convolutions."""
+    """Turn ``net``'s switched convolutions (and BatchNorms) back into MindSpore's; return how many convolutions."""
     restored = 0
     for _, cell in list(net.cells_and_names()):
         batch_norm.restore(cell)
