@@ -30,12 +30,13 @@ from mindresnet.kernels.small_map import MAX_PIXELS, SmallMapConv2d, eligible
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
 _frozen_depth = [0]  # how many frozen_weights() blocks are open
 SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map products, not oneDNN
-# In inference too without AVX-512: oneDNN's jit:avx2 convolutions on 2x2 and 1x1 maps take 5-20x the
-# products' time (bench/README.md, "AVX2 class"); jit:avx512_core ones beat the products there.
-SMALL_MAPS_IN_INFERENCE = not has_avx512()
-# Without AVX-512, 1x1 stride-1 convolutions keep MindSpore's plain layout (oneDNN's GEMM convolution):
-# faster than jit_1x1:avx2 and the reorders around it (bench/README.md, "AVX2 class").
-PLAIN_POINTWISE = not has_avx512()
+_AVX512 = has_avx512()  # without it, two routes beat oneDNN's blocked jit:avx2 kernels (bench/README.md, "AVX2 class")
+# In inference too: jit:avx2 convolutions on 2x2 and 1x1 maps take 5-20x the products' time
+# (jit:avx512_core ones beat the products there).
+SMALL_MAPS_IN_INFERENCE = not _AVX512
+# 1x1 stride-1 convolutions keep MindSpore's plain layout (oneDNN's GEMM convolution): faster than
+# jit_1x1:avx2 and the reorders around it.
+PLAIN_POINTWISE = not _AVX512
 
 
 def activate(library) -> None:
