@@ -12,6 +12,7 @@ from mindspore import dataset as ds
 from PIL import Image
 
 from mindresnet.checkpoint import read_checkpoint, save_checkpoint
+from mindresnet.data.factory import split_labels
 from mindresnet.errors import CheckpointError, ConfigError, TrainingDiverged
 from mindresnet.models.pretrained import OPTIMIZER_PREFIXES
 from mindresnet.report import RELIABILITY_PNG
@@ -222,12 +223,16 @@ def test_training_run_ends_with_the_full_test_report(tiny_cifar, tmp_path, caplo
 
 
 @pytest.mark.slow
-def test_fit_with_class_weights_and_balanced_sampler(imbalanced_root, tmp_path):
+def test_fit_with_class_weights_and_balanced_sampler(imbalanced_root, tmp_path, monkeypatch):
+    from mindresnet.training import loss
     from mindresnet.training.run import fit
 
+    reads = []
+    monkeypatch.setattr(loss, "split_labels", lambda *args: reads.append(args) or split_labels(*args))
     result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", dataset="folder",
-                             data_dir=str(imbalanced_root), image_size=32, epochs=1, batch_size=8,
+                             data_dir=str(imbalanced_root), image_size=32, epochs=2, freeze_epochs=1, batch_size=8,
                              max_steps_per_epoch=2, lr=0.01, optimizer="sgd", class_weights="balanced",
                              sampler="balanced", mixup=0.2, label_smoothing=0.1, ckpt_dir=str(tmp_path / "ckpt"),
                              workers=1))
-    assert math.isfinite(result.history[0]["loss"]) and result.best_path is not None
+    assert len(result.history) == 2 and all(math.isfinite(row["loss"]) for row in result.history) and result.best_path is not None
+    assert len(reads) == 1  # the head and full stages share one loss: the labels are read once

@@ -36,6 +36,7 @@ from mindresnet.models import create_model
 from mindresnet.runtime import setup_context
 from mindresnet.training import recipe
 from mindresnet.training.config import TrainConfig, build_parser as build_train_parser, resolve_config
+from mindresnet.training.loss import loss_for
 from mindresnet.training.progress import epoch_batches
 from mindresnet.training.run import build_datasets, resolve_val_split
 from mindresnet.training.stages import build_stage
@@ -181,7 +182,8 @@ def lr_find(config: TrainConfig, steps: int = 100, start_lr: float = 1e-7, end_l
     num_classes = config.num_classes or len(data.train.class_names)
     net = create_model(config.arch, num_classes=num_classes, pretrained=config.init_from or config.pretrained_value(),
                        stem=config.stem, drop_path=config.drop_path)
-    trainer = build_stage(stage, 0, net, swept, dist, data.train, data.select, num_classes)
+    trainer = build_stage(stage, 0, net, swept, dist, data.train, data.select, num_classes,
+                          loss_for(swept, num_classes))
     base = recipe.head_stage_lr(swept)[0] if stage == "head" else swept.lr
     rates = exponential_rates(start_lr, end_lr, steps)
     set_base_rates(trainer.optimizer, base, rates)

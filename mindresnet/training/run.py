@@ -29,6 +29,7 @@ from mindresnet.runtime import setup_context
 from mindresnet.training import graph_cache
 from mindresnet.training.callbacks import CallbackRunner, StopRequested, load_callback
 from mindresnet.training.config import TrainConfig, save_config
+from mindresnet.training.loss import loss_for
 from mindresnet.training.metrics_log import plot_training_curves, read_metrics, write_metrics
 from mindresnet.training.progress import EpochProgress
 from mindresnet.training.recipe import head_epochs, stage_plan
@@ -357,6 +358,7 @@ def _fit(config: TrainConfig, target: str, dist: DistInfo, callbacks: Sequence[C
     logger.info("the %s split picks the best checkpoint%s", data.select_name,
                 f" (a {data.val_split:g} stratified hold-out of the training images, seed {config.seed}); the "
                 "test split is scored once at the end" if data.val_split else " (no separate test score)")
+    loss = loss_for(config, num_classes)
     stage = None
     lines = ProgressLines(config.log_interval if dist.is_main else None, config.epochs)
     uncached = graph_cache.why_not(config, callbacks, target)
@@ -369,7 +371,7 @@ def _fit(config: TrainConfig, target: str, dist: DistInfo, callbacks: Sequence[C
             for name, first, end in stage_plan(config):
                 if end <= start_epoch:
                     continue
-                stage = build_stage(name, first, net, config, dist, train, data.select, num_classes)
+                stage = build_stage(name, first, net, config, dist, train, data.select, num_classes, loss)
                 if resumed is not None and resumed.meta.stage == name:
                     resumed.restore(stage)
                 stopped_early = run_stage(record, stage, max(first, start_epoch), progress, stop, runner, lines)

@@ -22,7 +22,6 @@ from mindresnet.metrics import evaluate
 from mindresnet.training import optim, recipe
 from mindresnet.training.config import TrainConfig
 from mindresnet.training.features import HeadTrainer, extract_features
-from mindresnet.training.loss import loss_for
 from mindresnet.training.progress import EpochProgress, epoch_batches
 from mindresnet.training.run_log import lines_replace_bar
 from mindresnet.training.schedule import lr_schedule
@@ -100,6 +99,7 @@ class HeadStage:
             label smoothing, seed, ``--amp``, ``--save-every-steps``).
         train_pipeline: un-augmented, unshuffled training batches (this rank's shard).
         test_pipeline: evaluation batches.
+        loss: the run's loss (:func:`mindresnet.training.loss.loss_for`).
         epochs: epochs of this stage (it starts at epoch 0).
         peak_lr: the head's peak learning rate; ``lr_flag`` names the flag that set it.
         warmup_epochs: epochs of linear warm-up of the head's rate.
@@ -109,8 +109,8 @@ class HeadStage:
     name = "head"
     first_epoch = 0
 
-    def __init__(self, net: nn.Cell, config, train_pipeline, test_pipeline, epochs: int, peak_lr: float,
-                 lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
+    def __init__(self, net: nn.Cell, config, train_pipeline, test_pipeline, loss: nn.Cell, epochs: int,
+                 peak_lr: float, lr_flag: str, warmup_epochs: float = 0.0, shards: int = 1):
         net.freeze_backbone()
         self.net, self.test_pipeline, self.end_epoch = net, test_pipeline, int(epochs)
         self.train_dataset = train_pipeline  # MindSpore callbacks' train_dataset
@@ -124,12 +124,11 @@ class HeadStage:
         self.steps_per_epoch = -(-len(self.features) // config.batch_size)
         self.images_per_epoch = len(self.features) * shards
         rates = lr_schedule(config.lr_schedule, peak_lr, min(config.min_lr, peak_lr), self.end_epoch,
-                                   self.steps_per_epoch, warmup_epochs)
-        head = net.get_classifier()
-        self.optimizer = optim.build_optimizer(head.trainable_params(), config.optimizer, rates, config.momentum,
-                                                config.weight_decay)
-        self.trainer = HeadTrainer(net, self.optimizer, loss_for(config, head.weight.shape[0]),
-                                   config.batch_size, config.seed, balanced=config.sampler == "balanced")
+                            self.steps_per_epoch, warmup_epochs)
+        self.optimizer = optim.build_optimizer(net.get_classifier().trainable_params(), config.optimizer, rates,
+                                               config.momentum, config.weight_decay)
+        self.trainer = HeadTrainer(net, self.optimizer, loss, config.batch_size, config.seed,
+                                   balanced=config.sampler == "balanced")
 
     def run_epoch(self, epoch: int, progress, stop, save_last, after_step) -> None:
         """Train ``epoch`` from step ``progress.step`` on, updating ``progress`` (an :class:`EpochProgress`)
@@ -196,7 +195,7 @@ class FullStage:
     name = "full"
 
     def __init__(self, net, config: TrainConfig, dist: DistInfo, train: LoadedDataset, test: LoadedDataset,
-                 num_classes: int, first_epoch: int):
+                 num_classes: int, loss: nn.Cell, first_epoch: int):
         net.freeze_backbone(config.freeze_backbone)  # unfreezes after a head stage
         self.net, self.config, self.dist, self.test_ds = net, config, dist, test.pipeline
         self.first_epoch, self.end_epoch = first_epoch, config.epochs
@@ -211,11 +210,11 @@ class FullStage:
         self.images_per_epoch = steps * config.batch_size * dist.shards
         self.updates_per_epoch = updates_per_epoch(steps, config.grad_accum)
         rates = lr_schedule(config.lr_schedule, config.lr, config.min_lr, config.epochs - first_epoch,
-                                   self.updates_per_epoch, config.warmup_epochs)
+                            self.updates_per_epoch, config.warmup_epochs)
         self.optimizer = optim.optimizer_for(net, config, rates)
         self.ema = EMA(net, config.ema) if config.ema else None
         self.train_step = build_train_step(
-            net, loss_for(config, num_classes), self.optimizer, config.amp, config.loss_scale,
+            net, loss, self.optimizer, config.amp, config.loss_scale,
             grad_accum=config.grad_accum, clip_grad=config.clip_grad, ema=self.ema, steps_per_epoch=steps)
 
     def run_epoch(self, epoch: int, progress: EpochProgress, stop: StopSignals, save_last: Callable[[], None],
@@ -273,17 +272,18 @@ class FullStage:
 
 
 def build_stage(name: str, first_epoch: int, net, config: TrainConfig, dist: DistInfo, train: LoadedDataset,
-                test: LoadedDataset, num_classes: int):
-    """The :class:`FullStage` or :class:`HeadStage` that trains epochs ``first_epoch`` onwards."""
+                test: LoadedDataset, num_classes: int, loss: nn.Cell):
+    """The :class:`FullStage` or :class:`HeadStage` that trains epochs ``first_epoch`` onwards with ``loss``
+    (one for the run's stages, :func:`mindresnet.training.loss.loss_for`)."""
     if name == "full":
-        return FullStage(net, config, dist, train, test, num_classes, first_epoch)
+        return FullStage(net, config, dist, train, test, num_classes, loss, first_epoch)
     plain = create_dataset(config.dataset, config.data_dir, "train", preprocess=train.preprocess,
                            batch_size=config.batch_size, workers=config.workers, augment=False, shuffle=False,
                            drop_remainder=False, num_shards=dist.shards, shard_id=dist.shard_id,
                            val_split=config.val_split or 0.0, seed=config.seed)
     lr, flag = recipe.head_stage_lr(config)
-    return HeadStage(net, config, plain.pipeline, test.pipeline, recipe.head_epochs(config), lr, flag,
-                              warmup_epochs=config.warmup_epochs if config.linear_probe else 0.0, shards=dist.shards)
+    return HeadStage(net, config, plain.pipeline, test.pipeline, loss, recipe.head_epochs(config), lr, flag,
+                     warmup_epochs=config.warmup_epochs if config.linear_probe else 0.0, shards=dist.shards)
 
 
 def run_epoch(train_step, dataset, steps: int, epoch: int, config: TrainConfig, dist: DistInfo,
