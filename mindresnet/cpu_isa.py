@@ -22,6 +22,7 @@ ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 LEGACY_ISA_ENV = "DNNL_MAX_CPU_ISA"
 CAP = "AVX2"  # the widest ISA at which oneDNN 3.10 still picks its jit GEMM convolution
 CPUINFO = "/proc/cpuinfo"
+AVX512_CAPS = ("ALL", "AVX512", "AVX10")  # oneDNN cap values (prefixes) that leave its AVX-512 kernels on
 
 _applied: list = []  # what apply_isa_cap decided for this process, for isa_report()
 
@@ -59,6 +60,13 @@ def user_isa(environ: Optional[dict] = None) -> Optional[str]:
     """The ISA cap the user set, under either spelling (``ONEDNN_`` wins), or None."""
     environ = os.environ if environ is None else environ
     return environ.get(ISA_ENV) or environ.get(LEGACY_ISA_ENV) or None
+
+
+def avx512_in_effect(environ: Optional[dict] = None, cpuinfo: str = CPUINFO) -> bool:
+    """Whether oneDNN may run AVX-512 kernels here: the CPU has AVX-512 and the user set no cap below it
+    (such as ``ONEDNN_MAX_CPU_ISA=AVX2``)."""
+    cap = (user_isa(environ) or "ALL").upper()
+    return has_avx512(cpuinfo) and cap.startswith(AVX512_CAPS)
 
 
 def apply_isa_cap(environ: Optional[dict] = None, cpuinfo: str = CPUINFO, own_kernels: bool = False) -> str:

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from mindresnet import cpu_isa, kernels
-from mindresnet.kernels import conv
 
 from conftest import REPO
 
@@ -67,6 +66,19 @@ def test_cpu_facts_read_from_cpuinfo(tmp_path):
     assert cpu_isa.cpu_flags(str(tmp_path / "missing")) == set()
 
 
+@pytest.mark.parametrize("flags, user, expected", [
+    ("avx2 avx512f", {}, True),
+    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "all"}, True),
+    ("avx2 avx512f", {"DNNL_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, True),
+    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "AVX10_1_512"}, True),
+    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),  # the AVX2-class routes apply
+    ("avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}, False),
+    ("avx2 fma", {}, False),
+])
+def test_avx512_in_effect_follows_the_users_cap(tmp_path, flags, user, expected):
+    assert cpu_isa.avx512_in_effect(user, cpuinfo_with(tmp_path, flags)) is expected
+
+
 def executed_primitives(extra_env: dict) -> list:
     env = {k: v for k, v in os.environ.items() if k not in (cpu_isa.ISA_ENV, cpu_isa.LEGACY_ISA_ENV)}
     env.update(ONEDNN_VERBOSE="1", GLOG_v="3", **extra_env)
@@ -98,7 +110,7 @@ def test_convolutions_run_blocked_jit_kernels():
     (``kernels.conv.PLAIN_POINTWISE``, measured faster there)."""
     lines = [line for line in executed_primitives({}) if ",convolution," in line]
     pointwise = {line for line in lines if "kh1sh1" in line and "kw1sw1" in line}
-    plain = pointwise if conv.PLAIN_POINTWISE else set()
+    plain = pointwise if not cpu_isa.avx512_in_effect({}) else set()  # PLAIN_POINTWISE in the probe (no cap)
     blocked = {implementation(line) for line in lines if line not in plain}
     assert all(impl.startswith(("jit", "brg")) for impl in blocked), blocked
     assert pointwise and all("gemm" in implementation(line) for line in plain), {implementation(line) for line in plain}

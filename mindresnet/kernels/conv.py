@@ -23,14 +23,14 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.ops.primitive import constexpr
 
-from mindresnet.cpu_isa import has_avx512
+from mindresnet.cpu_isa import avx512_in_effect
 from mindresnet.kernels import batch_norm
 from mindresnet.kernels.small_map import MAX_PIXELS, SmallMapConv2d, eligible
 
 _library: list = []  # [path of the loaded kernel library] once activate() succeeded
 _frozen_depth = [0]  # how many frozen_weights() blocks are open
 SMALL_MAP_PIXELS = MAX_PIXELS  # maps up to this many pixels run as small-map products, not oneDNN
-_AVX512 = has_avx512()  # without it, two routes beat oneDNN's blocked jit:avx2 kernels (bench/README.md, "AVX2 class")
+_AVX512 = avx512_in_effect()  # without it two routes beat oneDNN's jit:avx2 kernels (bench/README.md, "AVX2 class")
 # In inference too: jit:avx2 convolutions on 2x2 and 1x1 maps take 5-20x the products' time
 # (jit:avx512_core ones beat the products there).
 SMALL_MAPS_IN_INFERENCE = not _AVX512
