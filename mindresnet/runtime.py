@@ -1,10 +1,11 @@
 """MindSpore execution context: graph mode, device target and CPU threads, applied in one place."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from typing import Optional
+from typing import Iterator, Optional
 
 import mindspore as ms
 import numpy as np
@@ -18,6 +19,22 @@ logger = logging.getLogger(__name__)
 DEVICES = ("Ascend", "GPU", "CPU")
 COMPILER_DUMPS = "MS_OM_PATH"  # where MindSpore writes rank_0/om/analyze_fail.ir when a graph fails to compile
 _USER_DUMPS = os.environ.get(COMPILER_DUMPS)
+DEFAULT_DUMPS = os.path.join(tempfile.gettempdir(), "mindresnet-ir")
+
+
+@contextlib.contextmanager
+def in_dumps_folder() -> Iterator[str]:
+    """Run the block in the compiler dumps folder (``$MS_OM_PATH``, see :func:`setup_context`), not the
+    working directory: MindSpore's AMP rewrite (``--amp O1``) writes the network it rewrites to
+    ``rewritten_network/`` under the working directory, and its graph compiles from those files."""
+    folder = os.environ.get(COMPILER_DUMPS) or DEFAULT_DUMPS
+    os.makedirs(folder, exist_ok=True)
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(previous)
 
 
 def cpu_count() -> int:
@@ -63,7 +80,7 @@ def setup_context(device: str = "CPU", mode: str = "graph", threads: int | None 
         DeviceError: the device is unknown, or this MindSpore install cannot use it.
     """
     target = normalize_device(device)
-    os.environ[COMPILER_DUMPS] = _USER_DUMPS or str(dump_dir or os.path.join(tempfile.gettempdir(), "mindresnet-ir"))
+    os.environ[COMPILER_DUMPS] = _USER_DUMPS or str(dump_dir or DEFAULT_DUMPS)
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     try:
         ms.set_device(target)

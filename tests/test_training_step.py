@@ -17,9 +17,11 @@ def mlp_batch(count, seed=1):
 
 
 @pytest.mark.parametrize("amp", ["O1", "O2", "O3"])
-def test_mixed_precision_levels_build_and_step_on_cpu(amp):
+def test_mixed_precision_levels_build_and_step_on_cpu(amp, tmp_path, monkeypatch):
     from mindresnet.models import create_model
 
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MS_OM_PATH", str(tmp_path / "dumps"))
     net = create_model("resnet18", num_classes=10, stem="cifar")
     optimizer = build_optimizer(net.trainable_params(), "momentum", [0.01], 0.9, 0.0, loss_scale=1024.0)
     step = build_train_step(net, build_loss(), optimizer, amp=amp, loss_scale=1024.0)
@@ -27,6 +29,9 @@ def test_mixed_precision_levels_build_and_step_on_cpu(amp):
     before = net.fc.weight.asnumpy().copy()
     loss = float(step(x, ms.Tensor(np.array([1, 2], np.int32))).asnumpy())
     assert np.isfinite(loss) and not np.array_equal(net.fc.weight.asnumpy(), before)
+    # MindSpore's AMP rewrite (O1) writes its sources under the dumps folder, not the working directory
+    assert not (tmp_path / "rewritten_network").exists()
+    assert amp != "O1" or list((tmp_path / "dumps" / "rewritten_network").glob("*.py"))
 
 
 def test_ema_weights_differ_from_raw_and_are_what_evaluation_and_the_best_checkpoint_see(tmp_path):

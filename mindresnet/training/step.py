@@ -10,6 +10,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from mindresnet.kernels import use_cpu_kernels, use_native_kernels
+from mindresnet.runtime import in_dumps_folder
 
 
 def switch_kernels(net: nn.Cell, amp: str = "O0", cpu_kernels: bool = True) -> None:
@@ -53,7 +54,8 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
         kwargs = {}
         if amp != "O0":
             kwargs["loss_scale_manager"] = ms.amp.FixedLossScaleManager(loss_scale, drop_overflow_update=False)
-        step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, **kwargs)
+        with in_dumps_folder():
+            step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, **kwargs)
         if ema is not None:
             step = ComposedTrainStep.around(step, ema)
     step.set_train(True)
@@ -148,7 +150,10 @@ class ComposedTrainStep(nn.Cell):
         if fused_step is not None:
             self.forward_backward, self.update_step = fused_step, None
             return
-        network = ms.amp.auto_mixed_precision(net, amp) if amp != "O0" else net
+        network = net
+        if amp != "O0":
+            with in_dumps_folder():
+                network = ms.amp.auto_mixed_precision(net, amp)
         net_with_loss = _WithFloatLoss(network, loss_fn)
         weights = optimizer.parameters
         self.totals = weights.clone(prefix="grad_total", init="zeros")
