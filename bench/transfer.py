@@ -94,7 +94,7 @@ def train_epochs(net, lr: float, epochs: int, data, seed: int, layer_decay: floa
     rng = np.random.default_rng(seed)
     steps = len(x) // BATCH
     optimizer = build_optimizer(net.trainable_params(), "sgd", cosine(lr, epochs * steps), MOMENTUM,
-                                       WEIGHT_DECAY, lr_scale=lambda name: lr_scale(name, layer_decay))
+                                WEIGHT_DECAY, lr_scale=lambda name: lr_scale(name, layer_decay))
     step = build_train_step(net, build_loss(class_weights=class_weights), optimizer)
     balanced = BalancedSampler(y) if sampler else None
     seconds = []
@@ -173,10 +173,10 @@ def run_recipe(name: str, pretrained: Path, data: Dict, seed: int, budget: float
         features, labels = extract_features(net, pipeline)
         steps = -(-len(features) // BATCH)
         optimizer = build_optimizer(net.fc.trainable_params(), "sgd",
-                                           cosine(recipe["head_lr"], recipe["head_epochs"] * steps),
-                                           MOMENTUM, WEIGHT_DECAY)
+                                    cosine(recipe["head_lr"], recipe["head_epochs"] * steps),
+                                    MOMENTUM, WEIGHT_DECAY)
         trainer = HeadTrainer(net, optimizer, build_loss(class_weights=weights), BATCH, seed,
-                                       balanced=recipe.get("sampler", False))
+                              balanced=recipe.get("sampler", False))
         head_seconds = [trainer.run_epoch(features, labels)[1] for _ in range(recipe["head_epochs"])]
         per_head_epoch = float(np.median(head_seconds))
         print(f"{name}: head epoch {per_head_epoch * 1000:.1f} ms (median), full fine-tune epoch "

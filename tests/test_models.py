@@ -156,7 +156,7 @@ def test_parameter_groups_are_stem_stages_and_head():
         groups.setdefault(ResNet.param_group(param.name), []).append(param.name)
     assert sorted(groups) == [0, 1, 2, 3, 4, 5]
     assert sorted(groups[0]) == sorted(["conv1.weight"] + [f"norm.{k}" for k in ("gamma", "beta", "moving_mean",
-                                                                                  "moving_variance")])
+                                                                                 "moving_variance")])
     assert groups[5] == ["fc.weight", "fc.bias"] and all(net.is_head(name) for name in groups[5])
     for stage in (1, 2, 3, 4):
         assert groups[stage] and all(name.startswith(f"layer{stage}.") for name in groups[stage])

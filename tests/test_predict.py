@@ -204,7 +204,7 @@ def photo_folder(tmp_path):
 
 
 def test_folder_is_searched_recursively_and_a_corrupt_image_is_skipped_with_exit_3(random_ckpt, photo_folder,
-                                                                                    capsys):
+                                                                                   capsys):
     code = predict.main([str(photo_folder), "--ckpt", str(random_ckpt), "--json", "--batch-size", "2"])
     captured = capsys.readouterr()
     assert code == predict.EXIT_SOME_FAILED == 3, captured.err

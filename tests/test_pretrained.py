@@ -330,7 +330,7 @@ def test_pretrained_model_uses_the_files_own_class_names(tmp_path):
     _, meta = pretrained_model("resnet18", str(path))
     assert meta.class_names == ["a", "b", "c"] and meta.class_names_from == "metadata"
     assert (meta.stem, meta.convention, meta.image_size, meta.mean, meta.std) == ("cifar", "mindcv", 32,
-                                                                                 (0.5,) * 3, (0.25,) * 3)
+                                                                                  (0.5,) * 3, (0.25,) * 3)
 
 
 @pytest.mark.parametrize("value,expected", [(True, True), (False, False), (None, False), ("true", True),

@@ -38,7 +38,7 @@ def test_layer_decay_and_head_scale_give_each_stage_its_rate():
     net = small_resnet()
     rates = [0.1, 0.05]
     optimizer = build_optimizer(net.trainable_params(), "sgd", rates, 0.9, 1e-4,
-                                       lr_scale=lambda name: lr_scale(name, 0.5, 10.0))
+                                lr_scale=lambda name: lr_scale(name, 0.5, 10.0))
     params = {p.name: p for p in net.trainable_params()}
     expected = {"fc.weight": 10.0, "fc.bias": 10.0, "layer4.1.conv2.weight": 0.5, "layer3.0.norm1.gamma": 0.25,
                 "layer2.0.down_sample.0.weight": 0.125, "layer1.1.conv1.weight": 0.0625, "conv1.weight": 0.03125,

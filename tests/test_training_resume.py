@@ -104,7 +104,7 @@ def test_two_stage_resumes_in_the_head_stage_at_its_step(tiny_cifar, tmp_path, p
     assert (meta.stage, meta.epoch, meta.step) == ("head", 1, 3)
     with pytest.raises(CheckpointError, match="saved in the head stage at epoch 1.*--freeze-epochs"):
         fit(fit_config(tiny_cifar, tmp_path / "stopped", pretrained=str(pretrained_file), resume=True,
-                             epochs=3))
+                       epochs=3))
     taken.clear()
     result = run(tmp_path / "stopped", resume=True)
     assert [stage for stage, _ in taken] == ["head", "full"] and [r["epoch"] for r in result.history] == [1, 2, 3]

@@ -60,7 +60,7 @@ def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path)
     source = tmp_path / "old" / "resnet18-last.ckpt"  # with optimizer state and epoch, both left behind
     # Its arch and stem replace the flags'; a learning rate of ~0 keeps the weights where they started.
     result = fit(tiny_config(tiny_cifar, tmp_path / "new", epochs=1, arch="resnet50", stem="imagenet",
-                                   init_from=str(source), lr=1e-30, min_lr=0.0))
+                             init_from=str(source), lr=1e-30, min_lr=0.0))
     assert result.global_step == 2 and [r["epoch"] for r in result.history] == [1]
     params, meta = read_checkpoint(tmp_path / "new" / "resnet18-best.ckpt")
     assert (meta.arch, meta.stem, meta.epoch) == ("resnet18", "cifar", 1)
@@ -197,7 +197,7 @@ def test_image_folder_without_val_holds_out_a_tenth(tmp_path, caplog):
             Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
     with caplog.at_level(logging.INFO, logger="mindresnet.training"):
         result = fit(one_step_config(tmp_path / "pets", tmp_path / "ckpt", dataset="folder", epochs=1,
-                                       batch_size=4, image_size=32))
+                                     batch_size=4, image_size=32))
     assert "holding out 0.1 of the training images" in caplog.text
     assert result.selection_split == "val" and result.test is None
     _, meta = read_checkpoint(result.best_path)
@@ -234,5 +234,6 @@ def test_fit_with_class_weights_and_balanced_sampler(imbalanced_root, tmp_path, 
                              max_steps_per_epoch=2, lr=0.01, optimizer="sgd", class_weights="balanced",
                              sampler="balanced", mixup=0.2, label_smoothing=0.1, ckpt_dir=str(tmp_path / "ckpt"),
                              workers=1))
-    assert len(result.history) == 2 and all(math.isfinite(row["loss"]) for row in result.history) and result.best_path is not None
+    assert len(result.history) == 2 and result.best_path is not None
+    assert all(math.isfinite(row["loss"]) for row in result.history)
     assert len(reads) == 1  # the head and full stages share one loss: the labels are read once

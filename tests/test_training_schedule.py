@@ -37,7 +37,7 @@ def test_plateau_monitor_follows_reduce_lr_on_plateau_and_scales_every_group():
     assert PlateauMonitor(2).replay([0.5, float("nan"), 0.4, 0.4]) == 1
     net = tiny_mlp()
     optimizer = build_optimizer(net.trainable_params(), "sgd", [0.1, 0.1], 0.9, 1e-4,
-                                       lr_scale=lambda name: 2.0 if name.startswith("2.") else 1.0)
+                                lr_scale=lambda name: 2.0 if name.startswith("2.") else 1.0)
     scale_learning_rates(optimizer, 0.1, min_lr=0.015)
     params = {p.name: p for p in net.trainable_params()}
     np.testing.assert_allclose(optimizer.get_lr_parameter(params["0.weight"]).asnumpy(), [0.015, 0.015])

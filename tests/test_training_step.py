@@ -61,9 +61,9 @@ def test_ema_leaves_the_loss_scaled_update_untouched():
     for with_ema in (False, True):
         net = tiny_mlp()
         optimizer = build_optimizer(net.trainable_params(), "momentum", [0.1] * 2, 0.9, 0.0,
-                                           loss_scale=1024.0)
+                                    loss_scale=1024.0)
         step = build_train_step(net, build_loss(), optimizer, amp="O2", loss_scale=1024.0,
-                                       ema=EMA(net, 0.5) if with_ema else None)
+                                ema=EMA(net, 0.5) if with_ema else None)
         for _ in range(2):
             step(ms.Tensor(x), ms.Tensor(y))
         results.append(values(net))
@@ -79,7 +79,7 @@ def test_accumulating_n_steps_equals_one_step_of_n_times_the_batch(optimizer_nam
         net = tiny_mlp()
         optimizer = build_optimizer(net.trainable_params(), optimizer_name, [0.1] * 2, 0.9, 0.01)
         step = build_train_step(net, build_loss(), optimizer, grad_accum=accumulate,
-                                       clip_grad=None if accumulate == 1 else 1e9)
+                                clip_grad=None if accumulate == 1 else 1e9)
         for _ in range(2):  # two updates
             for first in range(0, 8, micro):
                 step(ms.Tensor(x[first:first + micro]), ms.Tensor(y[first:first + micro]))

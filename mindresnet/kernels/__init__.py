@@ -7,7 +7,7 @@ it (:mod:`~mindresnet.kernels.conv`). ``MINDRESNET_CPU_KERNELS=0`` keeps MindSpo
 import logging
 
 from mindresnet.kernels.conv import (activate, frozen_weights, kernels_active, loaded_library, set_threads,
-                                    use_cpu_kernels, use_native_kernels)
+                                     use_cpu_kernels, use_native_kernels)
 from mindresnet.kernels.onednn import ENABLE_ENV, prepare
 
 logger = logging.getLogger(__name__)

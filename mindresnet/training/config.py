@@ -160,7 +160,7 @@ class OptimizerOptions:
     ema: Optional[float] = option(None, "decay of an exponential moving average of the weights (e.g. 0.999), "
                                         f"used for evaluation and the best checkpoint; bare or true: {EMA_DECAY}; "
                                         "unset: off", aliases=("--model-ema", "--model-ema-decay", "--ema_decay"),
-                                 switch=EMA_DECAY)
+                                  switch=EMA_DECAY)
 
     def checks(self) -> List[Check]:
         return [

@@ -119,7 +119,7 @@ def accuracy_watch(stage, config, history: List[Dict[str, float]]) -> AccuracyWa
     before a full one always runs its N epochs). Replays the stage's earlier evaluations of a resumed run."""
     last = stage.end_epoch == config.epochs
     watch = AccuracyWatch(stage.optimizer,
-                                 config.plateau_patience if last and config.lr_schedule == "plateau" else None,
-                                 config.early_stop if last else None, config.min_lr)
+                          config.plateau_patience if last and config.lr_schedule == "plateau" else None,
+                          config.early_stop if last else None, config.min_lr)
     watch.replay(row.get("accuracy", math.nan) for row in history if row["epoch"] > stage.first_epoch)
     return watch
