@@ -130,8 +130,10 @@ echo "+ $msrun ${msrun_args[*]} python -m mindresnet.train ${train_args[*]}"
 # of its own, since on SIGINT it SIGKILLs every worker before rank 0 could save. The script asks
 # the workers on this node to stop (SIGTERM): rank 0 finishes its step, saves <arch>-last.ckpt and
 # exits; msrun then ends the other ranks, which keep stepping until then so that rank 0 never
-# waits for them. Whatever is still running STOP_GRACE seconds later is killed.
+# waits for them. Once those workers are gone the script ends msrun's session (its scheduler would
+# wait some 30 s for their heartbeats); whatever is still running STOP_GRACE seconds later is killed.
 stop_signal=""
+stopped_workers=()
 stop_workers() {
   [[ -z "$stop_signal" ]] || return 0
   stop_signal="$1"
@@ -140,6 +142,7 @@ stop_workers() {
   for pid in $(pgrep -P "$msrun_pid" || true); do
     if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'MS_ROLE=MS_WORKER'; then
       kill -TERM "$pid" 2>/dev/null || true
+      stopped_workers+=("$pid")
     fi
   done
   (
@@ -154,10 +157,23 @@ trap 'stop_workers INT' INT
 trap 'stop_workers TERM' TERM
 setsid "$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" &
 msrun_pid=$!
+running() {  # whether any of these processes has not exited (a zombie that msrun has not reaped has)
+  local pid stat
+  for pid; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }  # the fields after "(command)": the state comes first
+    [[ "${stat%% *}" == Z ]] || return 0
+  done
+  return 1
+}
 rc=0
 while :; do
   wait "$msrun_pid" && rc=0 || rc=$?
   kill -0 "$msrun_pid" 2>/dev/null || break  # else a trapped signal interrupted the wait
+  if [[ -n "$stop_signal" ]]; then
+    while running "${stopped_workers[@]}" && kill -0 "$msrun_pid" 2>/dev/null; do sleep 0.2; done
+    kill -TERM -- "-$msrun_pid" 2>/dev/null || true
+  fi
 done
 if [[ -n "$stop_signal" ]]; then
   kill "$watchdog_pid" 2>/dev/null || true

@@ -318,6 +318,21 @@ def imbalanced_root(tmp_path) -> Path:
 SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
 
 
+SLICE_TEST = 128  # test images of real_slice
+
+
+@pytest.fixture(scope="session")
+def real_slice(real_subset, tmp_path_factory) -> Path:
+    """Real images for runs of several processes: the subset's first training file (1017 images) and its
+    first 128 test images, as a CIFAR-10 folder of their own."""
+    folder = tmp_path_factory.mktemp("slice") / "cifar-10-batches-bin"
+    folder.mkdir()
+    for name in ("data_batch_1.bin", "batches.meta.txt"):
+        (folder / name).write_bytes((real_subset / name).read_bytes())
+    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:SLICE_TEST * RECORD_BYTES])
+    return folder
+
+
 @pytest.fixture(scope="module")
 def sample_dir(real_subset, tmp_path_factory):
     """The first 64 test records of the real subset, as their own CIFAR-10 folder."""

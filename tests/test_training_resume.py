@@ -165,20 +165,20 @@ RUN_FLAGS = ["--arch", "resnet18", "--stem", "cifar", "--pretrained", "false", "
              "--optimizer", "sgd", "--lr", "0.05", "--seed", "3"]
 
 
-def train_process(real_subset, ckpt_dir, *extra):
-    return subprocess.Popen([sys.executable, "-m", "mindresnet.train", *RUN_FLAGS, "--data-dir", str(real_subset),
+def train_process(data_dir, ckpt_dir, *extra):
+    return subprocess.Popen([sys.executable, "-m", "mindresnet.train", *RUN_FLAGS, "--data-dir", str(data_dir),
                              "--ckpt-dir", str(ckpt_dir), *extra], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(real_subset, tmp_path):
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(real_slice, tmp_path):
     import mindspore as ms
 
     from mindresnet.checkpoint import read_checkpoint
 
-    whole = train_process(real_subset, tmp_path / "whole")
-    cut = train_process(real_subset, tmp_path / "cut", "--save-every-steps", "4")
+    whole = train_process(real_slice, tmp_path / "whole")
+    cut = train_process(real_slice, tmp_path / "cut", "--save-every-steps", "4")
     last = tmp_path / "cut" / "resnet18-last.ckpt"
     deadline = time.time() + 600
     while not last.exists() and time.time() < deadline and cut.poll() is None:
@@ -190,7 +190,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(real_subset, 
     assert time.time() - started < 30
     _, meta = read_checkpoint(last)
     assert 0 < meta.epoch * 30 + meta.step < 60, "the signal did not land mid-run"
-    resumed = train_process(real_subset, tmp_path / "cut", "--resume", "true")
+    resumed = train_process(real_slice, tmp_path / "cut", "--resume", "true")
     _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err[-2000:]
     _, err = whole.communicate(timeout=900)
