@@ -90,12 +90,18 @@ def executed_primitives(extra_env: dict) -> list:
     return lines
 
 
+@pytest.fixture(scope="module")
+def default_run() -> list:
+    """The probe's oneDNN primitives as mindresnet runs by default (one probe for the tests that read it)."""
+    return executed_primitives({})
+
+
 def implementation(line: str) -> str:
     return line.split(",")[6]  # onednn_verbose,v1,primitive,exec,cpu,<kind>,<implementation>,...
 
 
-def test_no_reference_kernel_in_train_step_or_inference():
-    lines = executed_primitives({})
+def test_no_reference_kernel_in_train_step_or_inference(default_run):
+    lines = default_run
     reference = sorted({f"{line.split(',')[5]}: {implementation(line)}" for line in lines
                         if "ref" in implementation(line)})
     assert not reference, f"oneDNN ran reference kernels: {reference}"
@@ -104,11 +110,11 @@ def test_no_reference_kernel_in_train_step_or_inference():
 
 
 @pytest.mark.skipif(not kernels.kernels_active(), reason=f"kernels not active: {kernels.status()}")
-def test_convolutions_run_blocked_jit_kernels():
+def test_convolutions_run_blocked_jit_kernels(default_run):
     """Forward, input and weight gradients of every convolution: oneDNN's jit/brgemm kernels, not GEMM or ref;
     except that without AVX-512 the 1x1 stride-1 ones run its GEMM convolution on the plain layout
     (``kernels.conv.PLAIN_POINTWISE``, measured faster there)."""
-    lines = [line for line in executed_primitives({}) if ",convolution," in line]
+    lines = [line for line in default_run if ",convolution," in line]
     pointwise = {line for line in lines if "kh1sh1" in line and "kw1sw1" in line}
     plain = pointwise if not cpu_isa.avx512_in_effect({}) else set()  # PLAIN_POINTWISE in the probe (no cap)
     blocked = {implementation(line) for line in lines if line not in plain}
