@@ -211,13 +211,14 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def trained_ckpt(tmp_path_factory, real_subset) -> Path:
-    """A resnet18 (cifar stem) trained 15 steps on the real subset, once per session; its best checkpoint."""
+def trained_ckpt(tmp_path_factory, real_slice) -> Path:
+    """A resnet18 (cifar stem) trained 15 steps on real images (:func:`real_slice`), once per session; its best
+    checkpoint."""
     from mindresnet.training.config import TrainConfig
     from mindresnet.training.run import fit
 
     tmp = tmp_path_factory.mktemp("trained")
-    result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(real_subset),
+    result = fit(TrainConfig(arch="resnet18", stem="cifar", pretrained="false", data_dir=str(real_slice),
                              download=False, epochs=1, batch_size=64, max_steps_per_epoch=15, lr=0.05,
                              optimizer="sgd", lr_schedule="constant", ckpt_dir=str(tmp / "ckpt")))
     assert result.best_path is not None, "training saved no best checkpoint"

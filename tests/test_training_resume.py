@@ -160,8 +160,9 @@ def test_resume_says_what_to_do_when_no_valid_file_is_left(tmp_path, backup_stat
     assert "--ckpt-dir" in str(caught.value) and last.exists()
 
 
+STEPS = 16  # an epoch of the signal test's runs
 RUN_FLAGS = ["--arch", "resnet18", "--stem", "cifar", "--pretrained", "false", "--download", "false",
-             "--epochs", "2", "--batch-size", "16", "--max-steps-per-epoch", "30", "--eval-every", "2",
+             "--epochs", "2", "--batch-size", "16", "--max-steps-per-epoch", str(STEPS), "--eval-every", "2",
              "--optimizer", "sgd", "--lr", "0.05", "--seed", "3"]
 
 
@@ -189,7 +190,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(real_slice, t
     assert cut.returncode == 143, err[-2000:]
     assert time.time() - started < 30
     _, meta = read_checkpoint(last)
-    assert 0 < meta.epoch * 30 + meta.step < 60, "the signal did not land mid-run"
+    assert 0 < meta.epoch * STEPS + meta.step < 2 * STEPS, "the signal did not land mid-run"
     resumed = train_process(real_slice, tmp_path / "cut", "--resume", "true")
     _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err[-2000:]
