@@ -51,11 +51,12 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
         step = ComposedTrainStep(net, loss_fn, optimizer, amp, loss_scale if amp != "O0" else 1.0,
                                  grad_accum, clip_grad, ema, steps_per_epoch)
     else:
-        kwargs = {}
-        if amp != "O0":
-            kwargs["loss_scale_manager"] = ms.amp.FixedLossScaleManager(loss_scale, drop_overflow_update=False)
-        with in_dumps_folder():
-            step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, **kwargs)
+        if amp == "O0":
+            step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp)
+        else:
+            manager = ms.amp.FixedLossScaleManager(loss_scale, drop_overflow_update=False)
+            with in_dumps_folder():
+                step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, loss_scale_manager=manager)
         if ema is not None:
             step = ComposedTrainStep.around(step, ema)
     step.set_train(True)
