@@ -3,7 +3,7 @@ clipping, AMP with AdamW), the weights' moving average (EMA), and the CPU kernel
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import ContextManager, Iterator, Optional
 
 import mindspore as ms
 import numpy as np
@@ -25,6 +25,13 @@ def switch_kernels(net: nn.Cell, amp: str = "O0", cpu_kernels: bool = True) -> N
         use_native_kernels(net)
     elif cpu_kernels:
         use_cpu_kernels(net)
+
+
+def amp_rewrite_folder(amp: str) -> ContextManager:
+    """The working directory for building a step of mixed-precision level ``amp``: the compiler dumps folder
+    where MindSpore's AMP rewrite writes its sources (:func:`~mindresnet.runtime.in_dumps_folder`); float32
+    (``O0``) rewrites nothing and stays where it is."""
+    return in_dumps_folder() if amp != "O0" else contextlib.nullcontext()
 
 
 def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, amp: str = "O0",
@@ -51,12 +58,11 @@ def build_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, am
         step = ComposedTrainStep(net, loss_fn, optimizer, amp, loss_scale if amp != "O0" else 1.0,
                                  grad_accum, clip_grad, ema, steps_per_epoch)
     else:
-        if amp == "O0":
-            step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp)
-        else:
-            manager = ms.amp.FixedLossScaleManager(loss_scale, drop_overflow_update=False)
-            with in_dumps_folder():
-                step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, loss_scale_manager=manager)
+        kwargs = {}
+        if amp != "O0":
+            kwargs["loss_scale_manager"] = ms.amp.FixedLossScaleManager(loss_scale, drop_overflow_update=False)
+        with amp_rewrite_folder(amp):
+            step = ms.amp.build_train_network(net, optimizer, loss_fn, level=amp, **kwargs)
         if ema is not None:
             step = ComposedTrainStep.around(step, ema)
     step.set_train(True)
@@ -151,10 +157,8 @@ class ComposedTrainStep(nn.Cell):
         if fused_step is not None:
             self.forward_backward, self.update_step = fused_step, None
             return
-        network = net
-        if amp != "O0":
-            with in_dumps_folder():
-                network = ms.amp.auto_mixed_precision(net, amp)
+        with amp_rewrite_folder(amp):
+            network = ms.amp.auto_mixed_precision(net, amp) if amp != "O0" else net
         net_with_loss = _WithFloatLoss(network, loss_fn)
         weights = optimizer.parameters
         self.totals = weights.clone(prefix="grad_total", init="zeros")
