@@ -153,10 +153,6 @@ stop_workers() {
   ) </dev/null >/dev/null 2>&1 &
   watchdog_pid=$!
 }
-trap 'stop_workers INT' INT
-trap 'stop_workers TERM' TERM
-setsid "$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" &
-msrun_pid=$!
 running() {  # whether any of these processes has not exited (a zombie that msrun has not reaped has)
   local pid stat
   for pid; do
@@ -166,6 +162,10 @@ running() {  # whether any of these processes has not exited (a zombie that msru
   done
   return 1
 }
+trap 'stop_workers INT' INT
+trap 'stop_workers TERM' TERM
+setsid "$msrun" "${msrun_args[@]}" python -m mindresnet.train "${train_args[@]}" &
+msrun_pid=$!
 rc=0
 while :; do
   wait "$msrun_pid" && rc=0 || rc=$?
