@@ -322,26 +322,28 @@ SAMPLE = 64  # test images evaluated: enough for every tool, fast on 2 cores
 SLICE_TEST = 128  # test images of real_slice
 
 
+def subset_part(real_subset: Path, folder: Path, test_records: int, train_files=()) -> Path:
+    """A CIFAR-10 folder at ``folder`` of the real subset's first ``test_records`` test images, its class names
+    and its ``train_files`` whole."""
+    folder.mkdir()
+    for name in ("batches.meta.txt", *train_files):
+        (folder / name).write_bytes((real_subset / name).read_bytes())
+    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:test_records * RECORD_BYTES])
+    return folder
+
+
 @pytest.fixture(scope="session")
 def real_slice(real_subset, tmp_path_factory) -> Path:
     """Real images for runs of several processes: the subset's first training file (1017 images) and its
     first 128 test images, as a CIFAR-10 folder of their own."""
-    folder = tmp_path_factory.mktemp("slice") / "cifar-10-batches-bin"
-    folder.mkdir()
-    for name in ("data_batch_1.bin", "batches.meta.txt"):
-        (folder / name).write_bytes((real_subset / name).read_bytes())
-    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:SLICE_TEST * RECORD_BYTES])
-    return folder
+    return subset_part(real_subset, tmp_path_factory.mktemp("slice") / "cifar-10-batches-bin", SLICE_TEST,
+                       ("data_batch_1.bin",))
 
 
 @pytest.fixture(scope="module")
 def sample_dir(real_subset, tmp_path_factory):
     """The first 64 test records of the real subset, as their own CIFAR-10 folder."""
-    folder = tmp_path_factory.mktemp("sample") / "cifar-10-batches-bin"
-    folder.mkdir()
-    (folder / "test_batch.bin").write_bytes((real_subset / "test_batch.bin").read_bytes()[:SAMPLE * RECORD_BYTES])
-    (folder / "batches.meta.txt").write_bytes((real_subset / "batches.meta.txt").read_bytes())
-    return folder
+    return subset_part(real_subset, tmp_path_factory.mktemp("sample") / "cifar-10-batches-bin", SAMPLE)
 
 
 @pytest.fixture(scope="module")
