@@ -72,17 +72,30 @@ def test_head_is_reset_for_ten_classes(tmp_path, source_net):
     path = save_checkpoint(source_net, tmp_path / "r18.ckpt")
     net = mindresnet.resnet18(num_classes=10, pretrained=str(path))
     report = net.load_report
+    assert not [p.name for p in net.get_parameters() if p.has_init]  # no parameter left to initialise lazily
     assert sorted(report.skipped_head) == ["fc.bias", "fc.weight"]
     assert not report.unexpected
     np.testing.assert_array_equal(net.layer4[1].conv2.weight.asnumpy(), source_net.layer4[1].conv2.weight.asnumpy())
     assert net.fc.weight.shape == (10, 512)
     assert "head left freshly initialised" in str(report)
+    assert_initialised_like(net.fc.weight, mindresnet.resnet18(num_classes=10).fc.weight)
+    assert np.isfinite(outputs(net)).all()
+
+
+def assert_initialised_like(param, fresh):
+    """``param`` (not filled by a file) holds its initializer's values: the spread of a freshly built twin's."""
+    values, reference = param.asnumpy(), fresh.asnumpy()
+    assert values.shape == reference.shape and np.isfinite(values).all()
+    assert 0.8 < values.std() / reference.std() < 1.25
 
 
 def test_cifar_stem_skips_only_the_stem_conv(tmp_path, source_net):
     path = save_checkpoint(source_net, tmp_path / "r18.ckpt")
-    report = mindresnet.resnet18(num_classes=10, stem="cifar", pretrained=str(path)).load_report
-    assert report.skipped_stem == ["conv1.weight"]
+    net = mindresnet.resnet18(num_classes=10, stem="cifar", pretrained=str(path))
+    assert net.load_report.skipped_stem == ["conv1.weight"]
+    assert not [p.name for p in net.get_parameters() if p.has_init]
+    assert_initialised_like(net.conv1.weight, mindresnet.resnet18(num_classes=10, stem="cifar").conv1.weight)
+    np.testing.assert_array_equal(net.norm.gamma.asnumpy(), source_net.norm.gamma.asnumpy())
 
 
 @pytest.mark.parametrize("rename,naming,convention", [(to_mindcv, "mindcv", "mindcv"), (to_models, "models", "torch")],

@@ -6,6 +6,7 @@ A model with the head of its weights, and its metadata, comes from :mod:`mindres
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import mindspore as ms
@@ -15,6 +16,10 @@ from mindresnet.models.conventions import DEFAULT_CONVENTION, get_convention
 from mindresnet.models.pretrained import Pretrained, load_weights, open_weights, parse_pretrained
 from mindresnet.models.registry import VARIANTS, get_variant
 from mindresnet.models.resnet import ResNet
+
+# Parameters built inside it get no values until loaded or ``init_parameters_data()`` (MindSpore 2.10,
+# deprecated there): the He initialisation a weights file overwrites is 60% of building ResNet-50.
+no_random_init = getattr(ms.nn.utils, "no_init_parameters", contextlib.nullcontext)
 
 
 def create_model(name: str, num_classes: int = 1000, pretrained: Pretrained = False, stem: str = "imagenet",
@@ -49,9 +54,11 @@ def create_model(name: str, num_classes: int = 1000, pretrained: Pretrained = Fa
     source = open_weights(name, pretrained) if pretrained else None
     if convention is None:
         convention = source.convention if source is not None else DEFAULT_CONVENTION
-    net = _build(name, num_classes, stem, convention, **kwargs)
+    with no_random_init() if source is not None else contextlib.nullcontext():
+        net = _build(name, num_classes, stem, convention, **kwargs)
     if source is not None:
         net.load_report = load_weights(net, source.path, source.params, allow_partial)
+        net.init_parameters_data()  # what the file did not fill (a new head, a cifar stem) gets its own init
     if freeze_backbone:
         net.freeze_backbone()
     return net

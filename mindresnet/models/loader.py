@@ -8,11 +8,8 @@ builds it, loads every tensor strictly and resolves the class names. ``mindresne
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
-
-import mindspore as ms
 
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.data.constants import CLASS_INDICES_FILE
@@ -20,12 +17,9 @@ from mindresnet.data.folder import read_class_indices
 from mindresnet.data.imagenet import IMAGENET_CLASSES, imagenet_class_names
 from mindresnet.errors import CheckpointError
 from mindresnet.fileio import PathLike
-from mindresnet.models.factory import create_model
+from mindresnet.models.factory import create_model, no_random_init
 from mindresnet.models.pretrained import WeightsSource, load_weights, open_weights
 from mindresnet.models.resnet import ResNet
-
-# Parameters built inside it stay uninitialised until loaded (MindSpore 2.10; deprecated there).
-_no_random_init = getattr(ms.nn.utils, "no_init_parameters", contextlib.nullcontext)
 
 
 def load_model(weights: Union[bool, str, Path], arch: Optional[str] = None, num_classes: Optional[int] = None,
@@ -60,7 +54,7 @@ def load_model(weights: Union[bool, str, Path], arch: Optional[str] = None, num_
     """
     source = open_weights(arch, weights)
     meta = resolve_metadata(source, arch, num_classes, stem, convention, image_size, class_indices)
-    with _no_random_init():  # every parameter comes from the file: skip the He init (0.6 s, ResNet-50)
+    with no_random_init():  # every parameter comes from the file
         net = create_model(meta.arch, num_classes=meta.num_classes, stem=meta.stem, convention=meta.convention)
     hint = " from its metadata" if source.meta else " from --arch/--num-classes/--stem"
     try:
