@@ -170,8 +170,13 @@ def main() -> int:
             class_weights = balanced_class_weights(y, 5) if recipe.get("class_weights") else None
             epochs = []
             if recipe.get("head_epochs"):
-                train_head(model, features_of(model, x), y, recipe["head_lr"], recipe["head_epochs"], seed,
+                built = time.perf_counter()
+                features = features_of(model, x)
+                extracted = time.perf_counter()
+                train_head(model, features, y, recipe["head_lr"], recipe["head_epochs"], seed,
                            class_weights, recipe.get("sampler", False))
+                print(f"pytorch {name}: build and load {built - start:.2f} s, features {extracted - built:.2f} s, "
+                      f"head {time.perf_counter() - extracted:.2f} s")
                 epochs.append(f"{recipe['head_epochs']} head")
             if recipe.get("full", True):
                 full_epochs = epochs_in(args.budget - (time.perf_counter() - start), per_epoch)
