@@ -5,11 +5,26 @@ numpy only, so a twin that must not import mindresnet (or MindSpore's oneDNN cap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
 RECORD = 1 + 32 * 32 * 3  # one label byte, then the R, G and B planes
+
+
+def cifar_bin_files(folder: Path, pattern: str) -> List[Path]:
+    """The ``pattern`` files of a CIFAR-10 binary folder (or of its ``cifar-10-batches-bin``), sorted.
+
+    Exits with a message naming the folder when there are none.
+    """
+    folder = Path(folder)
+    if (folder / "cifar-10-batches-bin").is_dir():
+        folder = folder / "cifar-10-batches-bin"
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise SystemExit(f"error: no CIFAR-10 binary files {pattern} in --data-dir {folder}: pass the folder "
+                         "that holds data_batch_*.bin and test_batch.bin (or its parent)")
+    return files
 
 
 def read_cifar_bin(files: Iterable[Path]) -> Tuple[np.ndarray, np.ndarray]:

@@ -22,24 +22,19 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar_numpy import augment, normalise, read_cifar_bin  # noqa: E402
+from cifar_numpy import augment, cifar_bin_files, normalise, read_cifar_bin  # noqa: E402
 from sides import cpu_count, cpu_line, torch_side  # noqa: E402
 from torch_resnet import create_model, train_step  # noqa: E402
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)  # mindresnet.data.constants.CIFAR10_MEAN
 STD = np.array((0.2023, 0.1994, 0.2010), np.float32)
 MIN_LR = 1e-5
-
-
-def read_split(folder: Path, pattern: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(N, 32, 32, 3) uint8 images and (N,) int64 labels of the matching ``.bin`` files."""
-    return read_cifar_bin(sorted(folder.glob(pattern)))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -99,10 +94,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{cpu_line()}\n{torch_side()}", flush=True)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    folder = args.data_dir / "cifar-10-batches-bin" if (args.data_dir / "cifar-10-batches-bin").is_dir() \
-        else args.data_dir
-    train_x, train_y = read_split(folder, "data_batch_*.bin")
-    test_x, test_y = read_split(folder, "test_batch.bin")
+    train_x, train_y = read_cifar_bin(cifar_bin_files(args.data_dir, "data_batch_*.bin"))
+    test_x, test_y = read_cifar_bin(cifar_bin_files(args.data_dir, "test_batch.bin"))
     test_inputs, test_labels = to_tensor(test_x), torch.from_numpy(test_y)
     steps = len(train_x) // args.batch_size
     if args.max_steps_per_epoch:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import cifar_numpy
-from cifar_numpy import read_cifar_bin
+from cifar_numpy import cifar_bin_files, read_cifar_bin
 from cifar_numpy import augment  # noqa: F401  (re-exported: both sides augment alike)
 SOURCE_CLASSES = (0, 1, 2, 3, 4)  # airplane, automobile, bird, cat, deer: pretraining
 TARGET_CLASSES = (5, 6, 7, 8, 9)  # dog, frog, horse, ship, truck: transfer
@@ -59,8 +59,8 @@ def split(folder: Path, per_class: int, counts: Optional[Sequence[int]] = None) 
     """``source`` and ``source_test`` (classes 0-4), ``target`` (the first ``per_class`` train images of
     each of classes 5-9, or the first ``counts[i]`` of the i-th) and ``target_test`` (all the test split's
     images of classes 5-9, labels renumbered 0-4)."""
-    train_x, train_y = read_cifar_bin(sorted(Path(folder).glob("data_batch_*.bin")))
-    test_x, test_y = read_cifar_bin([Path(folder) / "test_batch.bin"])
+    train_x, train_y = read_cifar_bin(cifar_bin_files(folder, "data_batch_*.bin"))
+    test_x, test_y = read_cifar_bin(cifar_bin_files(folder, "test_batch.bin"))
     source = np.isin(train_y, SOURCE_CLASSES)
     counts = counts or [per_class] * len(TARGET_CLASSES)
     picked = np.concatenate([np.flatnonzero(train_y == c)[:n] for c, n in zip(TARGET_CLASSES, counts)])
