@@ -4,7 +4,7 @@ from pathlib import Path
 import mindspore as ms
 import pytest
 
-from mindresnet.checkpoint import check_readable, save_checkpoint
+from mindresnet.checkpoint import META_KEY, check_readable, save_checkpoint
 from mindresnet.checkpoint_meta import CheckpointMeta
 from mindresnet.errors import CheckpointError
 
@@ -39,5 +39,58 @@ def test_a_checkpoint_written_short_is_refused_and_the_last_one_kept(tmp_path, m
 
     monkeypatch.setattr(ms, "save_checkpoint", save_short)
     with pytest.raises(CheckpointError, match="cannot be read back"):
+        save_checkpoint(net, path, meta, keep_backup=True)
+    assert path.read_bytes() == whole
+
+
+def _meta_record_start(data: bytes) -> int:
+    """Byte offset of the last record (mindresnet's metadata) in a checkpoint's bytes."""
+    name_at = data.rfind(b"\x0a" + bytes([len(META_KEY)]) + META_KEY.encode())
+    for start in range(name_at - 2, name_at - 6, -1):  # the record key, then its length as a varint
+        length, shift, pos = 0, 0, start + 1
+        while data[pos] & 0x80:
+            length |= (data[pos] & 0x7F) << shift
+            shift, pos = shift + 7, pos + 1
+        length |= data[pos] << shift
+        if data[start] == 0x0A and pos + 1 == name_at and pos + 1 + length == len(data):
+            return start
+    raise AssertionError("no metadata record at the end of the checkpoint")
+
+
+def test_the_readback_refuses_a_checkpoint_cut_anywhere_or_garbled(tmp_path):
+    net = ms.nn.Dense(512, 600)
+    path = save_checkpoint(net, tmp_path / "big.ckpt", CheckpointMeta(arch="resnet18", num_classes=600, epoch=1))
+    check_readable(path, last_name=META_KEY)
+    data = path.read_bytes()
+    for cut in (1, 2, 100, len(data) // 3, len(data) // 2, len(data) - 1):
+        short = tmp_path / "short.ckpt"
+        short.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="not written whole"):
+            check_readable(short)
+    garbled = bytearray(data)
+    garbled[0] = 0x12
+    (tmp_path / "garbled.ckpt").write_bytes(bytes(garbled))
+    with pytest.raises(CheckpointError, match="no record at byte 0"):
+        check_readable(tmp_path / "garbled.ckpt")
+
+
+def test_a_checkpoint_cut_between_two_records_is_refused_by_its_last_name(tmp_path, monkeypatch):
+    net = ms.nn.Dense(64, 64)
+    meta = CheckpointMeta(arch="resnet18", num_classes=64, epoch=1)
+    path = save_checkpoint(net, tmp_path / "last.ckpt", meta, keep_backup=True)
+    whole = path.read_bytes()
+    without_meta = whole[:_meta_record_start(whole)]
+    (tmp_path / "cut.ckpt").write_bytes(without_meta)
+    check_readable(tmp_path / "cut.ckpt")  # every record it holds is whole
+    with pytest.raises(CheckpointError, match="last record is 'bias'"):
+        check_readable(tmp_path / "cut.ckpt", last_name=META_KEY)
+    save_whole = ms.save_checkpoint
+
+    def save_without_meta(save_obj, ckpt_file_name, **kwargs):
+        save_whole(save_obj, ckpt_file_name, **kwargs)
+        Path(ckpt_file_name).write_bytes(without_meta)
+
+    monkeypatch.setattr(ms, "save_checkpoint", save_without_meta)
+    with pytest.raises(CheckpointError, match="not written whole"):
         save_checkpoint(net, path, meta, keep_backup=True)
     assert path.read_bytes() == whole
