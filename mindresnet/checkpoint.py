@@ -89,8 +89,8 @@ def check_readable(path: PathLike, last_name: Optional[str] = None) -> None:
     A ``.ckpt`` is a run of protobuf ``Checkpoint`` messages, one record (a parameter's name and its
     tensor) each. The walk reads each record's header and name and seeks past its
     tensor, so it costs a few KiB whatever the file's size (parsing it whole with
-    ``mindspore.load_checkpoint`` took 1.8x the file in memory). A file cut short, whose record
-    headers are garbled, or whose last record is not ``last_name`` raises CheckpointError.
+    ``mindspore.load_checkpoint`` took 1.8x the file in memory). A file that is empty, cut short,
+    whose record headers are garbled, or whose last record is not ``last_name`` raises CheckpointError.
     """
     size = Path(path).stat().st_size
     name = None
@@ -107,6 +107,8 @@ def check_readable(path: PathLike, last_name: Optional[str] = None) -> None:
                                       f"runs {end - size} bytes past the end); it was not written whole.")
             name = _record_name(stream, path, length)
             stream.seek(end)
+    if name is None:
+        raise CheckpointError(f"Checkpoint {path} cannot be read back (it holds no record); it was not written whole.")
     if last_name is not None and name != last_name:
         raise CheckpointError(f"Checkpoint {path} cannot be read back (its last record is {name!r}, not "
                               f"{last_name!r}); it was not written whole.")
