@@ -63,8 +63,8 @@ def save_checkpoint(params: Union[ms.nn.Cell, Iterable[ms.Parameter]], path: Pat
 
     The file is written under a temporary name in the same folder and renamed, so a crash or
     Ctrl-C never leaves a half-written checkpoint under the final name. With ``keep_backup``, the
-    new file's records are walked back (:func:`check_readable`) before it takes the name, and the previous one stays as
-    ``<stem>.bak.ckpt`` (see :func:`mindresnet.fileio.atomic_path`).
+    new file's records are walked back (:func:`check_readable`) before it takes the name, and the
+    previous one stays as ``<stem>.bak.ckpt`` (see :func:`mindresnet.fileio.atomic_path`).
 
     Raises:
         WriteError: the file could not be written (e.g. a full disk); the old file is unchanged.
